@@ -37,7 +37,7 @@ test-fast: deps ## Unit and mock tests, CRD drift (no root, no services)
 	$(CARGO) test --workspace --locked --lib --bins
 
 test-integration: deps ## Tests against real containerd and a real kube-apiserver (root; they start what they need)
-	$(CARGO) test --workspace --locked --tests -- --test-threads=1
+	$(CARGO) test --workspace --locked --test '*' -- --test-threads=1
 
 crds: ## Regenerate crds/ from the operator's types
 	@$(MAKE) --no-print-directory crds-operator
