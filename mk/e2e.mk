@@ -21,3 +21,8 @@ e2e-smoke: e2e-components ## Cluster smoke tests: node Ready, runc pod + logs, C
 
 # The top Makefile's `e2e` verb; the story tests are appended to its prerequisites.
 e2e: e2e-smoke
+
+BENCH_TARGETS += bench-e2e
+.PHONY: bench-e2e
+bench-e2e: e2e-components ## Harness figures: component build times, warm up/down time, component RSS (root)
+	e2e/tests/figures.sh
