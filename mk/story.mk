@@ -18,3 +18,37 @@ chart-crds: ## Copy crds/*.yaml into the chart's crds/ (the chart must ship them
 
 chart-lint: $(HELM) ## helm lint the chart, check its CRDs equal crds/, check rendered manifests
 	@$(CHART)/tests/render-test.sh $(HELM)
+
+# ---- images without a container engine ------------------------------------------------------
+# Static glibc binaries (static-pie: no musl target here), packaged by `feather image push` into
+# one-layer OCI images and pushed to the harness registry, so the chart installs them exactly as
+# it would from a public registry.
+REGISTRY ?= 127.0.0.1:5000
+IMAGE_TAG ?= 0.1.0
+STATIC_TARGET := x86_64-unknown-linux-gnu
+STATIC_DIR := $(CARGO_TARGET_DIR)/$(STATIC_TARGET)/release
+FEATHER := $(CARGO_TARGET_DIR)/debug/feather
+
+.PHONY: static-bins feather-cli images registry-check
+
+registry-check:
+	@curl -sf --max-time 3 http://$(REGISTRY)/v2/ >/dev/null || \
+	  { echo "no registry at $(REGISTRY): start the cluster first (e2e/cluster up)" >&2; exit 1; }
+
+feather-cli: ## Build the feather CLI (push wasm artifacts, images from static binaries)
+	$(CARGO) build --locked -p feather-cli --bin feather
+
+# --target keeps RUSTFLAGS off build scripts and proc macros (crt-static cannot build those).
+static-bins: ## Build operator, node installer and shim as static release binaries
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked \
+	  --target $(STATIC_TARGET) -p feather-operator -p feather-node-installer -p containerd-shim-feather \
+	  --bin feather-operator --bin feather-node-installer --bin containerd-shim-feather-v1
+
+images: static-bins feather-cli registry-check ## Build static binaries and push the operator and node-installer images to $(REGISTRY)
+	$(FEATHER) image push $(REGISTRY)/featherweight/feather-operator:$(IMAGE_TAG) \
+	  --file $(STATIC_DIR)/feather-operator:/feather-operator \
+	  --entrypoint /feather-operator --user 65532:65532
+	$(FEATHER) image push $(REGISTRY)/featherweight/feather-node-installer:$(IMAGE_TAG) \
+	  --file $(STATIC_DIR)/feather-node-installer:/feather-node-installer \
+	  --file $(STATIC_DIR)/containerd-shim-feather-v1:/containerd-shim-feather-v1 \
+	  --entrypoint /feather-node-installer

@@ -4,7 +4,8 @@
 //! only the `feather` runtime table is added or corrected. Both config formats are handled:
 //! containerd 1.x writes `version = 2` and keeps CRI runtimes under
 //! `plugins."io.containerd.grpc.v1.cri".containerd.runtimes`; containerd 2.x writes
-//! `version = 3` and keeps them under `plugins."io.containerd.cri.v1.runtime".containerd.runtimes`.
+//! `version = 3` (2.0–2.1) or `version = 4` (2.2+, same CRI layout) and keeps them under
+//! `plugins."io.containerd.cri.v1.runtime".containerd.runtimes`.
 
 use std::fmt;
 
@@ -20,8 +21,10 @@ pub const RUNTIME_TYPE: &str = "io.containerd.feather.v1";
 pub enum ConfigVersion {
     /// containerd 1.x (`version = 2`).
     V2,
-    /// containerd 2.x (`version = 3`).
+    /// containerd 2.0/2.1 (`version = 3`).
     V3,
+    /// containerd 2.2+ (`version = 4`: listeners moved into plugins; CRI runtimes unchanged).
+    V4,
 }
 
 impl ConfigVersion {
@@ -29,6 +32,7 @@ impl ConfigVersion {
         match n {
             2 => Some(Self::V2),
             3 => Some(Self::V3),
+            4 => Some(Self::V4),
             _ => None,
         }
     }
@@ -37,6 +41,7 @@ impl ConfigVersion {
         match self {
             Self::V2 => 2,
             Self::V3 => 3,
+            Self::V4 => 4,
         }
     }
 
@@ -44,7 +49,7 @@ impl ConfigVersion {
     pub fn cri_runtime_plugin(self) -> &'static str {
         match self {
             Self::V2 => "io.containerd.grpc.v1.cri",
-            Self::V3 => "io.containerd.cri.v1.runtime",
+            Self::V3 | Self::V4 => "io.containerd.cri.v1.runtime",
         }
     }
 
@@ -89,11 +94,11 @@ pub enum ConfigError {
     Parse(#[from] toml_edit::TomlError),
     #[error(
         "containerd config has no top-level `version` field; only the `version = 2` (containerd 1.x) \
-         and `version = 3` (containerd 2.x) formats are supported"
+         and `version = 3`/`4` (containerd 2.x) formats are supported"
     )]
     MissingVersion,
     #[error(
-        "containerd config field `version` is {0}; supported: 2 (containerd 1.x), 3 (containerd 2.x)"
+        "containerd config field `version` is {0}; supported: 2 (containerd 1.x), 3 and 4 (containerd 2.x)"
     )]
     UnsupportedVersion(String),
     #[error("containerd config field `{path}` is of type {found}, expected a table")]

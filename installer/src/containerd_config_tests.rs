@@ -167,7 +167,7 @@ fn an_unsupported_version_is_refused_with_its_value() {
         .expect_err("version 7 is refused");
     assert_eq!(
         err.to_string(),
-        "containerd config field `version` is 7; supported: 2 (containerd 1.x), 3 (containerd 2.x)"
+        "containerd config field `version` is 7; supported: 2 (containerd 1.x), 3 and 4 (containerd 2.x)"
     );
 }
 
@@ -204,4 +204,40 @@ fn verify_names_the_wrong_field() {
     );
     let err = verify_runtime("version = 3\n", &RuntimeEntry::feather(None)).expect_err("missing");
     assert!(matches!(err, ConfigError::MissingEntry { .. }), "{err}");
+}
+
+/// containerd 2.2+ writes `version = 4`; the CRI runtimes stay where version 3 has them. This
+/// is the layout of the e2e harness's containerd 2.4, which pre-registers `feather` with
+/// annotation pass-through that must survive.
+#[test]
+fn v4_config_with_a_preregistered_entry_keeps_its_annotations() {
+    let original = r#"version = 4
+[plugins]
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.feather]
+      runtime_type = "io.containerd.feather.v1"
+      pod_annotations = ["feather.dev/*"]
+"#;
+    let unchanged = ensure_runtime(
+        Some(original),
+        ConfigVersion::V3,
+        &RuntimeEntry::feather(None),
+    )
+    .expect("v4 edits");
+    assert!(!unchanged.changed);
+    assert_eq!(unchanged.version, ConfigVersion::V4);
+    assert_eq!(unchanged.text, original);
+
+    let edit = ensure_runtime(Some(original), ConfigVersion::V3, &feather_entry()).expect("v4");
+    assert!(edit.changed);
+    assert!(edit.text.contains("pod_annotations = [\"feather.dev/*\"]"));
+    assert!(
+        edit.text
+            .contains("runtime_path = \"/usr/local/bin/containerd-shim-feather-v1\"")
+    );
+    assert_eq!(
+        verify_runtime(&edit.text, &feather_entry()).expect("verifies"),
+        ConfigVersion::V4
+    );
 }

@@ -33,8 +33,8 @@ enum Command {
         /// containerd's config file as mounted in this container.
         #[arg(long)]
         containerd_config: PathBuf,
-        /// Format for a config that does not exist yet: 2 (containerd 1.x) or 3 (2.x).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=3))]
+        /// Format for a config that does not exist yet: 2 (containerd 1.x), 3 or 4 (2.x).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(2..=4))]
         config_version: i64,
         /// Command that restarts containerd, split on whitespace; run only when the config
         /// changed. Empty: never restart.
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             restart_command,
             ready_file,
         } => ConfigVersion::from_number(config_version)
-            .context("--config-version must be 2 or 3")
+            .context("--config-version must be 2, 3 or 4")
             .and_then(|version_for_new_config| {
                 let plan = InstallPlan {
                     shim_source,

@@ -67,5 +67,8 @@ out=$(render --set nodeInstaller.enabled=false --set runtimeClass.create=false)
 grep -q "kind: DaemonSet" <<<"$out" && fail "nodeInstaller.enabled=false still renders the DaemonSet"
 grep -q "kind: RuntimeClass" <<<"$out" && fail "runtimeClass.create=false still renders it"
 pass "installer and RuntimeClass can be turned off"
+out=$(render --set nodeInstaller.setRuntimePath=false)
+grep -q -- "--host-shim-dir" <<<"$out" && fail "setRuntimePath=false still passes --host-shim-dir"
+pass "setRuntimePath=false leaves runtime_path out"
 
 echo "$passed passed, 0 failed"
