@@ -44,7 +44,7 @@ static-bins: ## Build operator, node installer and shim as static release binari
 	  --target $(STATIC_TARGET) -p feather-operator -p feather-node-installer -p containerd-shim-feather \
 	  --bin feather-operator --bin feather-node-installer --bin containerd-shim-feather-v1
 
-images: static-bins feather-cli registry-check ## Build static binaries and push the operator and node-installer images to $(REGISTRY)
+images: static-bins feather-cli registry-check ## Build static binaries and push the operator and node-installer images to the local registry
 	$(FEATHER) image push $(REGISTRY)/featherweight/feather-operator:$(IMAGE_TAG) \
 	  --file $(STATIC_DIR)/feather-operator:/feather-operator \
 	  --entrypoint /feather-operator --user 65532:65532
@@ -52,3 +52,29 @@ images: static-bins feather-cli registry-check ## Build static binaries and push
 	  --file $(STATIC_DIR)/feather-node-installer:/feather-node-installer \
 	  --file $(STATIC_DIR)/containerd-shim-feather-v1:/containerd-shim-feather-v1 \
 	  --entrypoint /feather-node-installer
+
+# ---- examples --------------------------------------------------------------------------------
+# Built from C with wit-bindgen + clang-19 + wasm-tools (scripts/install-guest-tools.sh), pushed
+# by `feather push` as OCI wasm artifacts (config application/vnd.wasm.config.v0+json, layer
+# application/wasm). hello v2 differs only in its body: the rolling-update test's second version.
+EXAMPLES_OUT := $(FEATHER_CACHE)/examples
+EXAMPLES_REF := $(REGISTRY)/featherweight/examples
+
+.PHONY: examples examples-build e2e-story demo-story
+
+examples-build: ## Build the example wasm apps (hello v1/v2 wasi:http components, the wasi:cli job)
+	examples/hello/build.sh 1 $(EXAMPLES_OUT)/hello-v1.wasm
+	examples/hello/build.sh 2 $(EXAMPLES_OUT)/hello-v2.wasm
+	examples/job/build.sh $(EXAMPLES_OUT)/job.wasm
+
+examples: examples-build feather-cli registry-check ## Build the examples and push them to the local registry as OCI wasm artifacts
+	$(FEATHER) push $(EXAMPLES_OUT)/hello-v1.wasm $(EXAMPLES_REF)/hello:v1
+	$(FEATHER) push $(EXAMPLES_OUT)/hello-v2.wasm $(EXAMPLES_REF)/hello:v2
+	$(FEATHER) push $(EXAMPLES_OUT)/job.wasm $(EXAMPLES_REF)/job:v1
+
+# ---- the story -------------------------------------------------------------------------------
+e2e-story: ## The user story end to end on the local cluster: helm install, apply, 200, logs, scale, rollout, GC (root)
+	e2e/tests/story.sh
+
+demo-story: ## Build what is missing, start the cluster, install the chart, deploy hello and curl it (root; idempotent)
+	e2e/tests/story-demo.sh
