@@ -78,3 +78,8 @@ e2e-story: ## The user story end to end on the local cluster: helm install, appl
 
 demo-story: ## Build what is missing, start the cluster, install the chart, deploy hello and curl it (root; idempotent)
 	e2e/tests/story-demo.sh
+
+BENCH_TARGETS += bench-story
+.PHONY: bench-story
+bench-story: ## Pod figures: apply -> first 200 and N replicas Ready/memory, feather vs runc busybox httpd (root)
+	e2e/tests/story-bench.sh
