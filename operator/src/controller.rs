@@ -1,0 +1,146 @@
+//! The controller loop: watches WasmApps and the children they own, runs [`reconcile`] and
+//! retries failures with per-app exponential backoff.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::builders::LABEL_MANAGED_BY;
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, reconcile};
+use crate::types::CRD_NAME;
+use crate::{Error, FIELD_MANAGER, WasmApp};
+
+/// Where the controller looks for apps.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Watch only this namespace; `None` watches all of them.
+    pub namespace: Option<String>,
+}
+
+impl Scope {
+    fn api<K>(&self, client: Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(client, namespace),
+            None => Api::all(client),
+        }
+    }
+}
+
+/// Requeue a failed app after its next backoff delay.
+pub fn error_policy(app: Arc<WasmApp>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error);
+    let delay = ctx.backoff.next_delay(&app);
+    warn!(
+        namespace = app.namespace().unwrap_or_default(),
+        name = app.name_any(),
+        %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Fail with a message that says what to do when the WasmApp CRD is not installed (or the
+/// operator may not list WasmApps).
+pub async fn check_crd_installed(client: &Client, scope: &Scope) -> anyhow::Result<()> {
+    let apps: Api<WasmApp> = scope.api(client.clone());
+    match apps.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Err(anyhow::anyhow!(
+            "the CustomResourceDefinition {CRD_NAME} is not installed in this cluster: \
+             install it with `kubectl apply -f crds/{CRD_NAME}.yaml` (or the Helm chart) and start the operator again"
+        )),
+        Err(kube::Error::Api(status)) if status.code == 403 => Err(anyhow::anyhow!(
+            "the operator may not list WasmApps ({}): grant list/watch on wasmapps.feather.dev",
+            status.message
+        )),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "listing WasmApps to check that {CRD_NAME} is installed"
+        ))),
+    }
+}
+
+/// A controller ready to run, with its cache of apps exposed for metrics.
+pub struct Running {
+    /// The controller's cache of WasmApps.
+    pub store: Store<WasmApp>,
+    controller: Controller<WasmApp>,
+    context: Arc<Context>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+/// Build the controller: WasmApps plus owned Deployments, Services and HPAs (only those with
+/// the operator's managed-by label, so the caches stay small).
+pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: String) -> Running {
+    let children =
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
+    let controller = Controller::new(
+        scope.api::<WasmApp>(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(scope.api::<Deployment>(client.clone()), children.clone())
+    .owns(scope.api::<Service>(client.clone()), children.clone())
+    .owns(
+        scope.api::<HorizontalPodAutoscaler>(client.clone()),
+        children,
+    );
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance: Some(instance),
+    };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        metrics,
+        backoff: Backoff::default(),
+    });
+    Running {
+        store: controller.store(),
+        controller,
+        context,
+    }
+}
+
+impl Running {
+    /// Run until `shutdown` resolves; in-flight reconciles finish first.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+        info!("controller started");
+        self.controller
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, self.context)
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    // Reconcile failures are already logged by error_policy; these are the
+                    // watch and queue errors.
+                    match error {
+                        kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                        other => warn!(error = %other, "controller stream error"),
+                    }
+                }
+            })
+            .await;
+        info!("controller stopped");
+    }
+}
