@@ -61,6 +61,10 @@ pub struct Args {
     #[arg(long, env = "FEATHER_LEASE_GRACE_SECONDS", default_value_t = 5)]
     pub lease_grace_seconds: u64,
 
+    /// Most reconciles in flight at once (0: no limit).
+    #[arg(long, env = "FEATHER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FEATHER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -139,6 +143,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let scope = Scope {
         namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
     };
     controller::check_crd_installed(&client, &scope).await?;
     health.set_ready(true);

@@ -23,11 +23,14 @@ use crate::reconcile::{Context, reconcile};
 use crate::types::CRD_NAME;
 use crate::{Error, FIELD_MANAGER, WasmApp};
 
-/// Where the controller looks for apps.
+/// Where the controller looks for apps, and how many it reconciles at once.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     /// Watch only this namespace; `None` watches all of them.
     pub namespace: Option<String>,
+    /// Most reconciles in flight at once (0: no limit). Each one holds an API connection, so
+    /// a burst of thousands of apps must not open thousands of connections.
+    pub concurrency: u16,
 }
 
 impl Scope {
@@ -100,6 +103,7 @@ pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: Str
         scope.api::<WasmApp>(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
     .owns(scope.api::<Deployment>(client.clone()), children.clone())
     .owns(scope.api::<Service>(client.clone()), children.clone())
     .owns(

@@ -137,3 +137,39 @@ impl Drop for ServerGuard {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_ready_after_startup_and_metrics_are_served() {
+        let state = Arc::new(HealthState::new(Arc::new(Metrics::default())));
+        let (addr, _guard) = serve("127.0.0.1:0".parse().expect("addr"), state.clone())
+            .await
+            .expect("serve");
+        assert!(get(addr, "/healthz").await.contains(" 200 "));
+        assert!(get(addr, "/readyz").await.contains(" 503 "));
+        state.set_ready(true);
+        assert!(get(addr, "/readyz").await.contains(" 200 "));
+        let metrics = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("feather_operator_reconciles_total 0"),
+            "{metrics}"
+        );
+        assert!(get(addr, "/nope").await.contains(" 404 "));
+    }
+}

@@ -244,3 +244,176 @@ pub fn degraded_status(app: &WasmApp, degraded: ConditionState, now: &Time) -> W
     });
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::WasmAppSpec;
+
+    fn deployment(wanted: i32, status: DeploymentStatus) -> Deployment {
+        Deployment {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(wanted),
+                ..Default::default()
+            }),
+            status: Some(status),
+        }
+    }
+
+    fn rolled_out(wanted: i32, ready: i32) -> DeploymentStatus {
+        DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(wanted),
+            updated_replicas: Some(wanted),
+            ready_replicas: Some(ready),
+            ..Default::default()
+        }
+    }
+
+    fn states(d: Option<&Deployment>) -> Vec<(&'static str, bool, &'static str)> {
+        conditions_from_deployment(d)
+            .into_iter()
+            .map(|(kind, state)| (kind, state.status, state.reason))
+            .collect()
+    }
+
+    #[test]
+    fn all_ready_is_ready_and_not_progressing() {
+        assert_eq!(
+            states(Some(&deployment(3, rolled_out(3, 3)))),
+            [
+                ("Ready", true, "AllReplicasReady"),
+                ("Progressing", false, "RolloutComplete"),
+                ("Degraded", false, "AsExpected")
+            ]
+        );
+    }
+
+    #[test]
+    fn waiting_for_pods_is_progressing_and_not_ready() {
+        assert_eq!(
+            states(Some(&deployment(3, rolled_out(3, 1)))),
+            [
+                ("Ready", false, "ReplicasNotReady"),
+                ("Progressing", true, "WaitingForReady"),
+                ("Degraded", false, "AsExpected")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unobserved_generation_is_updating() {
+        let mut status = rolled_out(3, 3);
+        status.observed_generation = Some(1);
+        let found = states(Some(&deployment(3, status)));
+        assert_eq!(found[0], ("Ready", false, "ReplicasNotReady"));
+        assert_eq!(found[1], ("Progressing", true, "Updating"));
+    }
+
+    #[test]
+    fn old_pods_still_running_is_rolling_out() {
+        let mut status = rolled_out(3, 3);
+        status.replicas = Some(4);
+        status.updated_replicas = Some(2);
+        assert_eq!(
+            states(Some(&deployment(3, status)))[1],
+            ("Progressing", true, "RollingOut")
+        );
+    }
+
+    #[test]
+    fn a_missed_deadline_or_replica_failure_is_degraded() {
+        let mut status = rolled_out(3, 1);
+        status.conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".into(),
+            status: "False".into(),
+            reason: Some("ProgressDeadlineExceeded".into()),
+            message: Some("ReplicaSet hello-1 has timed out progressing".into()),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            states(Some(&deployment(3, status)))[2],
+            ("Degraded", true, "ProgressDeadlineExceeded")
+        );
+        let mut status = rolled_out(3, 0);
+        status.conditions = Some(vec![DeploymentCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some("pods \"hello\" is forbidden: exceeded quota".into()),
+            ..Default::default()
+        }]);
+        let conditions = conditions_from_deployment(Some(&deployment(3, status)));
+        assert_eq!(conditions[2].1.reason, "ReplicaFailure");
+        assert!(conditions[2].1.message.contains("exceeded quota"));
+    }
+
+    #[test]
+    fn zero_replicas_is_ready_as_scaled_to_zero() {
+        assert_eq!(
+            states(Some(&deployment(0, rolled_out(0, 0))))[0],
+            ("Ready", true, "ScaledToZero")
+        );
+    }
+
+    #[test]
+    fn no_deployment_yet_is_not_ready() {
+        assert_eq!(states(None)[0], ("Ready", false, "DeploymentMissing"));
+    }
+
+    #[test]
+    fn transition_times_change_only_with_the_status() {
+        let mut app = WasmApp::new("hello", WasmAppSpec::default());
+        app.metadata.namespace = Some("demo".into());
+        app.metadata.generation = Some(2);
+        let t1 = Time(Timestamp::from_second(1_700_000_000).expect("time"));
+        let t2 = Time(Timestamp::from_second(1_700_000_100).expect("time"));
+        let first = desired_status(&app, Some(&deployment(3, rolled_out(3, 1))), None, &t1);
+        app.status = Some(first.clone());
+        // Same world later: identical status, so no write.
+        let again = desired_status(&app, Some(&deployment(3, rolled_out(3, 1))), None, &t2);
+        assert_eq!(again, first);
+        // Ready flips: only Ready and Progressing get the new time.
+        let ready = desired_status(&app, Some(&deployment(3, rolled_out(3, 3))), None, &t2);
+        let time_of =
+            |kind: &str| condition(Some(&ready), kind).map(|c| c.last_transition_time.clone());
+        assert_eq!(time_of(CONDITION_READY), Some(t2.clone()));
+        assert_eq!(time_of(CONDITION_PROGRESSING), Some(t2));
+        assert_eq!(time_of(CONDITION_DEGRADED), Some(t1));
+        assert_eq!(ready.ready_replicas, 3);
+        assert_eq!(ready.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn a_failed_apply_marks_degraded_and_keeps_the_rest() {
+        let mut app = WasmApp::new("hello", WasmAppSpec::default());
+        app.metadata.namespace = Some("demo".into());
+        let now = Time(Timestamp::from_second(1_700_000_000).expect("time"));
+        app.status = Some(desired_status(
+            &app,
+            Some(&deployment(1, rolled_out(1, 1))),
+            None,
+            &now,
+        ));
+        let degraded = degraded_status(
+            &app,
+            ConditionState::new(
+                true,
+                "ApplyFailed",
+                "apply Deployment demo/hello: forbidden",
+            ),
+            &now,
+        );
+        assert!(is_true(Some(&degraded), CONDITION_DEGRADED));
+        assert!(is_true(Some(&degraded), CONDITION_READY));
+        assert_eq!(degraded.ready_replicas, 1);
+        assert_eq!(degraded.conditions.len(), 3);
+    }
+}

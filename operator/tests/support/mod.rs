@@ -46,9 +46,15 @@ pub fn skip(test: &str, reason: &Skip) {
             reason.0
         );
     }
-    eprintln!("\n************************************************************");
-    eprintln!("SKIP {test}: {}", reason.0);
-    eprintln!("************************************************************\n");
+    // Straight to the process's stderr: libtest captures eprintln! of passing tests, and a
+    // skip must never pass silently.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{line}\nSKIP {test}: {}\n{line}",
+        reason.0,
+        line = "*".repeat(72)
+    );
 }
 
 fn kubectl_path() -> PathBuf {
