@@ -10,7 +10,7 @@ source "$here/../lib.sh"
 out=${1:?usage: $0 OUT.wasm}
 
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-"$CLANG" --target=wasm32-wasi -O2 -Wall -Werror "$here/job.c" -o "$work/core.wasm"
+"$CLANG" --target=wasm32-wasi -O2 -Wall -Werror -Wl,--strip-all "$here/job.c" -o "$work/core.wasm"
 mkdir -p "$(dirname "$out")"
 "$WASM_TOOLS" component new "$work/core.wasm" \
   --adapt "wasi_snapshot_preview1=$(wasi_adapter command)" -o "$out"
