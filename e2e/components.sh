@@ -56,13 +56,11 @@ go_install() { # out_dir version ldflags tags pkg...
   GOBIN=$out nice -n 10 go install -trimpath -tags "$tags" -ldflags "$ldflags" "${pkgs[@]}"
 }
 
-# `go build` inside one of our wrapper modules (e2e/gomod/<name>), which pins the graph.
+# `go build` inside one of our wrapper modules (e2e/gomod/<name>), which pins the graph. All the
+# commands in one invocation: go builds their shared packages once, in parallel.
 go_build_in() { # module_dir out_dir ldflags pkg...
   local mod=$1 out=$2 ldflags=$3; shift 3
-  local p
-  for p in "$@"; do
-    (cd "$mod" && nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$out/$(basename "$p")" "$p")
-  done
+  (cd "$mod" && nice -n 10 go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$out/" "$@")
 }
 
 build_containerd() {

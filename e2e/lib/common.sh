@@ -140,7 +140,7 @@ wait_until() {
 shim_pids() {
   local p cmd
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     [[ $cmd == *containerd-shim* && $cmd == *"$CONTAINERD_SOCK"* ]] && echo "${p#/proc/}"
   done
   return 0

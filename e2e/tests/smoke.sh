@@ -130,7 +130,7 @@ check "no component or container process survives (pids: $recorded_pids$containe
 no_process_refers_to_state() {
   local p cmd found=0
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     if [[ $cmd == *"$STATE_DIR"* || $cmd == *"$RUN_DIR"* ]]; then
       echo "# left behind: ${p#/proc/} $cmd"; found=1
     fi
