@@ -1,0 +1,34 @@
+# The containerd shim (shim/containerd/, crate containerd-shim-feather, binary
+# containerd-shim-feather-v1): build, tests against real containerd, benchmark.
+
+SHIM_CRATE := containerd-shim-feather
+SHIM_CONTAINERD := $(FEATHER_CACHE)/bin/containerd
+SHIM_CRICTL := $(FEATHER_CACHE)/bin/crictl
+
+.PHONY: shim shim-release shim-test-deps test-shim bench-shim
+
+shim: ## Build containerd-shim-feather-v1 (debug)
+	$(CARGO) build --locked -p $(SHIM_CRATE) --bin containerd-shim-feather-v1
+
+shim-release: ## Build containerd-shim-feather-v1 (release)
+	$(CARGO) build --locked --release -p $(SHIM_CRATE) --bin containerd-shim-feather-v1
+
+$(SHIM_CONTAINERD):
+	@e2e/components.sh build containerd
+
+$(SHIM_CRICTL):
+	@e2e/components.sh build crictl
+
+shim-test-deps: $(SHIM_CONTAINERD) $(SHIM_CRICTL) ## containerd 2.x (+ctr) and crictl from their Go modules, for the shim tests (cached)
+
+# The shim's integration tests start containerd 2.x and use crictl: build them first.
+test-integration: shim-test-deps
+
+test-shim: deps shim-test-deps ## Shim unit tests, then ctr and CRI tests against real containerd 2.x and 1.6 (root)
+	$(CARGO) test --locked -p $(SHIM_CRATE) --lib --bins
+	$(CARGO) test --locked -p $(SHIM_CRATE) --tests -- --test-threads=1
+
+bench-shim: deps shim-test-deps shim-release ## ctr run to exit, tasks/s, RSS per idle HTTP container: feather vs runc
+	shim/containerd/bench/bench.sh $(CARGO_TARGET_DIR)/release/containerd-shim-feather-v1
+
+BENCH_TARGETS += bench-shim
