@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install the guest toolchain that builds wasm components from C (see shared/FACTS.md,
+# "Building wasm guests here"): wit-bindgen (C generator) and wasm-tools (component new).
+# Idempotent: a tool already present at the pinned version (on PATH or in the tools dir) is
+# not rebuilt. The last lines printed are `NAME=PATH` for each tool, so callers can `eval` them.
+# Building both from source takes ~6 minutes of CPU on 2 cores.
+#
+#   --wasmtime   also install wasmtime-cli (the `wasmtime serve` baseline of the engine
+#                benchmark) at the version the engine links; a long release build (~10 min).
+set -euo pipefail
+
+with_wasmtime=false
+for arg in "$@"; do
+  case "$arg" in
+    --wasmtime) with_wasmtime=true ;;
+    *) echo "usage: $0 [--wasmtime]" >&2; exit 2 ;;
+  esac
+done
+
+FEATHER_CACHE=${FEATHER_CACHE:-$HOME/.cache/featherweight}
+tools_root=${FEATHER_TOOLS:-$FEATHER_CACHE/tools}
+export PATH="$tools_root/bin:$HOME/.cargo/bin:$PATH"
+
+wit_bindgen_version=0.63.0
+wasm_tools_version=1.263.0
+wasmtime_version=48.0.8   # = the workspace's wasmtime pin
+
+# has_version BIN VERSION: BIN is runnable and its `--version` names VERSION.
+has_version() {
+  local path
+  path=$(command -v "$1" 2>/dev/null) || return 1
+  "$path" --version 2>/dev/null | grep -qF " $2"
+}
+
+# Serialize concurrent callers (two test tiers started at once must not build twice).
+mkdir -p "$tools_root"
+exec 9>"$tools_root/.install-guest-tools.lock"
+flock 9
+
+if ! has_version wit-bindgen "$wit_bindgen_version"; then
+  echo "install-guest-tools: building wit-bindgen-cli@$wit_bindgen_version into $tools_root" >&2
+  cargo install --root "$tools_root" --locked --no-default-features --features c \
+    "wit-bindgen-cli@$wit_bindgen_version" >&2
+fi
+if ! has_version wasm-tools "$wasm_tools_version"; then
+  echo "install-guest-tools: building wasm-tools@$wasm_tools_version into $tools_root" >&2
+  cargo install --root "$tools_root" --locked --no-default-features \
+    --features component,validate,print "wasm-tools@$wasm_tools_version" >&2
+fi
+
+if $with_wasmtime && ! has_version wasmtime "$wasmtime_version"; then
+  echo "install-guest-tools: building wasmtime-cli@$wasmtime_version into $tools_root" >&2
+  cargo install --root "$tools_root" --locked --no-default-features \
+    --features serve,cranelift,pooling-allocator,parallel-compilation,demangle \
+    "wasmtime-cli@$wasmtime_version" >&2
+fi
+
+for tool in clang-19 wasm-ld-19; do
+  command -v "$tool" >/dev/null || { echo "install-guest-tools: $tool missing: run scripts/install-deps.sh" >&2; exit 1; }
+done
+
+echo "WIT_BINDGEN=$(command -v wit-bindgen)"
+echo "WASM_TOOLS=$(command -v wasm-tools)"
+echo "CLANG=$(command -v clang-19)"
+if $with_wasmtime; then echo "WASMTIME=$(command -v wasmtime)"; fi

@@ -1,0 +1,27 @@
+;; WASI p1 command: exits with the decimal number given as argv[1] (e.g. `exit_code.wasm 42`).
+(module
+  (import "wasi_snapshot_preview1" "args_sizes_get"
+    (func $args_sizes_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "args_get"
+    (func $args_get (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  ;; layout: 0 argc, 4 argv buffer size, 16.. argv pointers, 1024.. argv strings
+  (func (export "_start")
+    (local $p i32) (local $n i32) (local $c i32)
+    (drop (call $args_sizes_get (i32.const 0) (i32.const 4)))
+    (if (i32.lt_u (i32.load (i32.const 0)) (i32.const 2))
+      (then (call $proc_exit (i32.const 100))))
+    (drop (call $args_get (i32.const 16) (i32.const 1024)))
+    ;; parse argv[1] (NUL-terminated decimal)
+    (local.set $p (i32.load (i32.const 20)))
+    (block $done
+      (loop $digits
+        (local.set $c (i32.load8_u (local.get $p)))
+        (br_if $done (i32.lt_u (local.get $c) (i32.const 48)))
+        (br_if $done (i32.gt_u (local.get $c) (i32.const 57)))
+        (local.set $n (i32.add (i32.mul (local.get $n) (i32.const 10))
+                               (i32.sub (local.get $c) (i32.const 48))))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $digits)))
+    (call $proc_exit (local.get $n))))
