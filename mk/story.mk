@@ -44,13 +44,19 @@ static-bins: ## Build operator, node installer and shim as static release binari
 	  --target $(STATIC_TARGET) -p feather-operator -p feather-node-installer -p containerd-shim-feather \
 	  --bin feather-operator --bin feather-node-installer --bin containerd-shim-feather-v1
 
+# Stripped copies go into the image (the release profile keeps line tables for backtraces).
+IMAGE_STAGING := $(FEATHER_CACHE)/image-staging
+
 images: static-bins feather-cli registry-check ## Build static binaries and push the operator and node-installer images to the local registry
+	@mkdir -p $(IMAGE_STAGING)
+	@for b in feather-operator feather-node-installer containerd-shim-feather-v1; do \
+	  strip -o $(IMAGE_STAGING)/$$b $(STATIC_DIR)/$$b || exit 1; done
 	$(FEATHER) image push $(REGISTRY)/featherweight/feather-operator:$(IMAGE_TAG) \
-	  --file $(STATIC_DIR)/feather-operator:/feather-operator \
+	  --file $(IMAGE_STAGING)/feather-operator:/feather-operator \
 	  --entrypoint /feather-operator --user 65532:65532
 	$(FEATHER) image push $(REGISTRY)/featherweight/feather-node-installer:$(IMAGE_TAG) \
-	  --file $(STATIC_DIR)/feather-node-installer:/feather-node-installer \
-	  --file $(STATIC_DIR)/containerd-shim-feather-v1:/containerd-shim-feather-v1 \
+	  --file $(IMAGE_STAGING)/feather-node-installer:/feather-node-installer \
+	  --file $(IMAGE_STAGING)/containerd-shim-feather-v1:/containerd-shim-feather-v1 \
 	  --entrypoint /feather-node-installer
 
 # ---- examples --------------------------------------------------------------------------------
