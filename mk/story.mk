@@ -26,7 +26,9 @@ chart-lint: $(HELM) ## helm lint the chart, check its CRDs equal crds/, check re
 REGISTRY ?= 127.0.0.1:5000
 IMAGE_TAG ?= 0.1.0
 STATIC_TARGET := x86_64-unknown-linux-gnu
-STATIC_DIR := $(CARGO_TARGET_DIR)/$(STATIC_TARGET)/release
+# release for real images; IMAGE_PROFILE=dev builds them much faster (e.g. for a CI e2e run).
+IMAGE_PROFILE ?= release
+STATIC_DIR := $(CARGO_TARGET_DIR)/$(STATIC_TARGET)/$(if $(filter dev,$(IMAGE_PROFILE)),debug,$(IMAGE_PROFILE))
 FEATHER := $(CARGO_TARGET_DIR)/debug/feather
 
 .PHONY: static-bins feather-cli images registry-check
@@ -40,7 +42,7 @@ feather-cli: ## Build the feather CLI (push wasm artifacts, images from static b
 
 # --target keeps RUSTFLAGS off build scripts and proc macros (crt-static cannot build those).
 static-bins: ## Build operator, node installer and shim as static release binaries
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked \
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --profile $(IMAGE_PROFILE) --locked \
 	  --target $(STATIC_TARGET) -p feather-operator -p feather-node-installer -p containerd-shim-feather \
 	  --bin feather-operator --bin feather-node-installer --bin containerd-shim-feather-v1
 

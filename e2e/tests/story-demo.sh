@@ -31,6 +31,7 @@ step "operator and node-installer images -> $REGISTRY_ADDR (static binaries, no 
   make -s -C "$REPO_DIR" images
 step "example wasm apps -> $REGISTRY_ADDR as OCI wasm artifacts" make -s -C "$REPO_DIR" examples
 step "helm upgrade --install $RELEASE charts/featherweight -n $CHART_NS" helm_install
+step "namespace $STORY_NS ready" wait_namespace_ready
 step "kubectl apply -f examples/hello/wasmapp.yaml" apply_hello
 step "wait for WasmApp hello to be Ready" wait_ready hello "$(kc -n "$STORY_NS" get wasmapp hello -o 'jsonpath={.spec.replicas}')"
 step "curl the hello Service" service_answers "$HELLO_V1_BODY"

@@ -70,6 +70,15 @@ YAML
   grep -q "spec.port" <<<"$out"
 }
 
+# A new namespace's default ServiceAccount appears asynchronously; pods are refused before it.
+wait_namespace_ready() {
+  local deadline=$((SECONDS + 60))
+  until kc -n "$STORY_NS" get serviceaccount default >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || { echo "no ServiceAccount $STORY_NS/default"; return 1; }
+    sleep 0.2
+  done
+}
+
 apply_hello() { kc -n "$STORY_NS" apply -f "$REPO_DIR/examples/hello/wasmapp.yaml"; }
 
 ready_replicas() { kc -n "$STORY_NS" get wasmapp "$1" -o 'jsonpath={.status.readyReplicas}' 2>/dev/null; }

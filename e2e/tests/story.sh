@@ -63,6 +63,7 @@ check "helm install: operator Available, node installer Ready on the wasm node" 
 check "runtime handler feather is registered in containerd's config" installer_registered_handler
 
 kc create namespace "$STORY_NS" --dry-run=client -o yaml | kc apply -f - >/dev/null
+check "namespace $STORY_NS ready (default ServiceAccount)" wait_namespace_ready
 
 # ---- admission -----------------------------------------------------------------------------
 check "an invalid WasmApp (port 70000) is refused, naming spec.port" invalid_wasmapp_refused
