@@ -7,7 +7,7 @@ write_registry_config() {
   cat >"$CONF_DIR/registry.yaml" <<EOF
 version: 0.1
 log:
-  level: info
+  level: warn
   accesslog:
     disabled: true
 storage:
@@ -66,6 +66,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     # Network namespaces under containerd's state dir (not /var/run/netns), so that down
     # finds every one the cluster made.
     netns_mounts_under_state_dir = true
+    # This machine withholds CAP_SYS_RESOURCE even from root, so no process may lower its
+    # oom_score_adj; the pod sandbox asks for -998 and runc would fail ("failed to update
+    # /proc/self/oom_score_adj: Permission denied"). Clamp to containerd's own value instead.
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = "runc"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -73,6 +77,8 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = "$RUNC"
           SystemdCgroup = false
+          # runc's state beside ours, not in the host-wide /run/containerd/runc.
+          Root = "$RUN_DIR/runc"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.feather]
         runtime_type = "io.containerd.feather.v1"
         # Let the shim see the WasmApp's settings carried as annotations.
@@ -166,6 +172,8 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 nodeStatusUpdateFrequency: 5s
+# No CAP_SYS_RESOURCE here (see the containerd config): do not try to lower our own OOM score.
+oomScoreAdj: 0
 syncFrequency: 10s
 fileCheckFrequency: 10s
 EOF
@@ -179,6 +187,7 @@ mode: iptables
 clientConnection:
   kubeconfig: $CONF_DIR/kube-proxy.kubeconfig
 hostnameOverride: $NODE_NAME
+oomScoreAdj: 0
 clusterCIDR: $POD_CIDR
 bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:10256

@@ -4,7 +4,8 @@
 # pushed to the local registry, and the pause image is also imported into containerd.
 # shellcheck shell=bash
 
-crane_cmd() { "$(component_bin crane)" --insecure "$@"; }
+# crane's progress lines go to the images log, not the terminal.
+crane_cmd() { "$(component_bin crane)" --insecure "$@" 2>>"$LOG_DIR/images.log"; }
 
 # layer_from_dir DIR OUT.tar: a reproducible single-layer tarball of DIR's content.
 layer_from_dir() {
@@ -31,7 +32,7 @@ build_pause_image() {
   # Import rather than let containerd pull: the sandbox image must be there before any pod.
   crane_cmd pull "$PAUSE_IMAGE" "$work/image.tar"
   "$(component_bin ctr)" --address "$CONTAINERD_SOCK" -n k8s.io images import \
-    --snapshotter overlayfs "$work/image.tar" >/dev/null ||
+    --snapshotter overlayfs "$work/image.tar" >>"$LOG_DIR/images.log" 2>&1 ||
     die "importing $PAUSE_IMAGE into containerd (namespace k8s.io) failed"
   log "pause image $PAUSE_IMAGE built, pushed and imported"
 }
