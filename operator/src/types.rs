@@ -120,7 +120,7 @@ pub struct WasmAppSpec {
 
     /// Arguments passed to the wasm program (WASI argv after the program name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub args: Vec<String>,
 
     /// Environment variables of the wasm program, each a literal value or taken from a
@@ -151,7 +151,7 @@ pub struct WasmAppSpec {
     /// Hosts the app may call over outbound HTTP, as host or host:port (for example
     /// api.example.com or "*.example.com"). Empty means no outbound network at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     #[x_kube(validation = Rule::new("self.all(h, h.size() > 0 && h.size() <= 253 && !h.contains(',') && !h.contains(' '))")
         .message("spec.allowedOutboundHosts entries must be non-empty host or host:port values without commas or spaces"))]
     pub allowed_outbound_hosts: Vec<String>,
@@ -197,7 +197,7 @@ pub struct WasmAppSpec {
 
     /// Names of Secrets (type kubernetes.io/dockerconfigjson) used to pull spec.image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
     pub image_pull_secrets: Vec<String>,
 
     /// ServiceAccount the pods run as. Defaults to the namespace's "default".
@@ -309,13 +309,13 @@ pub struct ResourceAmounts {
     /// CPU as a quantity, for example 100m or 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).sign() > 0")
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
         .message("spec.resources cpu must be a positive Kubernetes quantity such as 100m or 1"))]
     pub cpu: Option<String>,
     /// Memory as a quantity, for example 64Mi or 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).sign() > 0")
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
         .message("spec.resources memory must be a positive Kubernetes quantity such as 64Mi or 1Gi"))]
     pub memory: Option<String>,
 }

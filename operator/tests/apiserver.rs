@@ -90,12 +90,10 @@ impl TestEnv {
 
     /// Start an operator watching only this namespace.
     fn start_operator(&mut self, extra: &[&str], tag: &str) -> usize {
-        let mut args = vec![
-            "--namespace",
-            &self.namespace,
-            "--health-addr",
-            "127.0.0.1:0",
-        ];
+        let mut args = vec!["--namespace", self.namespace.as_str()];
+        if !extra.contains(&"--health-addr") {
+            args.extend(["--health-addr", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let operator = Operator::start(
             Path::new(OPERATOR),
@@ -374,7 +372,7 @@ async fn apply_creates_deployment_service_and_status() {
             "-n",
             &ns,
             "--field-selector",
-            "regarding.name=hello",
+            "involvedObject.name=hello",
         ],
     );
     assert!(events.contains("Applied"), "no Applied event:\n{events}");
