@@ -47,6 +47,17 @@ CNI_BIN_DIR=${FEATHER_E2E_CNI_BIN:-/usr/lib/cni}
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager)
 NODE_COMPONENTS=(kube-scheduler registry containerd kubelet kube-proxy)
 
+# up and down exclude each other (two callers at once would start every component twice, and
+# the second copy dies on its ports); kept outside the state dir, which down removes.
+LOCK_FILE=${FEATHER_E2E_LOCK:-/run/featherweight-e2e.lock}
+take_cluster_lock() {
+  exec 8>"$LOCK_FILE"
+  if ! flock -n 8; then
+    echo "cluster: waiting for another e2e/cluster up/down to finish ($LOCK_FILE)" >&2
+    flock 8
+  fi
+}
+
 log() { printf '%s cluster: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 
@@ -90,7 +101,8 @@ start_process() { # name env-assignments... -- binary args...
   # setsid: not in the caller's process group, so a test runner's Ctrl-C does not hit it and
   # `down` remains the one way to stop it. Not a group leader here, so setsid does not fork and
   # $! is the component itself.
-  env "${envs[@]}" setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
+  # 8 and 9 are the harness's lock files: a daemon must not hold them.
+  env "${envs[@]}" setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- 9>&- &
   pid=$!
   echo "$pid" >"$PID_DIR/$name.pid"
   readlink -f "$bin" >"$PID_DIR/$name.exe"

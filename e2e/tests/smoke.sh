@@ -116,6 +116,9 @@ api_from_pod() {
 }
 check "pods reach the apiserver through the kubernetes Service ($KUBERNETES_SERVICE_IP:443)" api_from_pod
 
+components_alive() { "$CLUSTER" status >/dev/null; }
+check "every component still running (e2e/cluster status)" components_alive
+
 # ---- 4. down leaves nothing behind --------------------------------------------------------
 recorded_pids=$(cat "$PID_DIR"/*.pid 2>/dev/null | tr '\n' ' ')
 container_pids=$(find /sys/fs/cgroup/pids/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ')
