@@ -2,9 +2,18 @@
 # setting takes effect without `down`).
 # shellcheck shell=bash
 
+# write_config FILE < content: replace FILE only when the content differs. kube-proxy exits when
+# its config file changes ("content of the proxy server's configuration file was updated"), and
+# containerd reloads CNI configs on every write: an idempotent `up` must not touch them.
+write_config() {
+  local file=$1
+  cat >"$file.new"
+  if cmp -s "$file.new" "$file"; then rm -f "$file.new"; else mv "$file.new" "$file"; fi
+}
+
 write_registry_config() {
   mkdir -p "$STATE_DIR/registry"
-  cat >"$CONF_DIR/registry.yaml" <<EOF
+  write_config "$CONF_DIR/registry.yaml" <<EOF
 version: 0.1
 log:
   level: warn
@@ -25,7 +34,7 @@ write_registry_hosts() {
   local host port=${REGISTRY_ADDR##*:}
   for host in "localhost:$port" "127.0.0.1:$port"; do
     mkdir -p "$CONF_DIR/certs.d/$host"
-    cat >"$CONF_DIR/certs.d/$host/hosts.toml" <<EOF
+    write_config "$CONF_DIR/certs.d/$host/hosts.toml" <<EOF
 server = "http://$REGISTRY_ADDR"
 
 [host."http://$REGISTRY_ADDR"]
@@ -41,7 +50,7 @@ EOF
 # containerd-shim-feather-v1, found on containerd's PATH).
 write_containerd_config() {
   write_registry_hosts
-  cat >"$CONF_DIR/containerd.toml" <<EOF
+  write_config "$CONF_DIR/containerd.toml" <<EOF
 version = 4
 root = "$CONTAINERD_ROOT"
 state = "$CONTAINERD_STATE"
@@ -109,7 +118,7 @@ EOF
 # One bridge for all pods; host-local IPAM keeps its leases in the state dir.
 write_cni_config() {
   mkdir -p "$CONF_DIR/cni"
-  cat >"$CONF_DIR/cni/10-featherweight.conflist" <<EOF
+  write_config "$CONF_DIR/cni/10-featherweight.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$CNI_NETWORK",
@@ -134,7 +143,7 @@ EOF
 }
 
 write_kubelet_config() {
-  cat >"$CONF_DIR/kubelet.yaml" <<EOF
+  write_config "$CONF_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -180,7 +189,7 @@ EOF
 }
 
 write_kube_proxy_config() {
-  cat >"$CONF_DIR/kube-proxy.yaml" <<EOF
+  write_config "$CONF_DIR/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables

@@ -56,6 +56,8 @@ node_is_ready() {
 check "node $NODE_NAME is Ready" node_is_ready
 node_has_label() { kc get nodes -l "$NODE_LABEL" -o name | grep -qx "node/$NODE_NAME"; }
 check "node carries $NODE_LABEL" node_has_label
+recorded_pids() { cat "$PID_DIR"/*.pid | tr '\n' ' '; }
+pids_after_first_up=$(recorded_pids)
 check "cluster up is idempotent (second up with everything running)" "$CLUSTER" up
 
 # ---- 2. runc pod from the local busybox image ------------------------------------------------
@@ -118,6 +120,8 @@ check "pods reach the apiserver through the kubernetes Service ($KUBERNETES_SERV
 
 components_alive() { "$CLUSTER" status >/dev/null; }
 check "every component still running (e2e/cluster status)" components_alive
+same_processes() { [[ $(recorded_pids) == "$pids_after_first_up" ]]; }
+check "no component was restarted since the first up (second up changed nothing)" same_processes
 
 # ---- 4. down leaves nothing behind --------------------------------------------------------
 recorded_pids=$(cat "$PID_DIR"/*.pid 2>/dev/null | tr '\n' ' ')
