@@ -2,6 +2,7 @@
 //! workload that runs when it starts, and the exit status every waiter receives.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -68,6 +69,8 @@ struct Mutable {
 pub struct Container {
     pub facts: TaskFacts,
     pub stats: Stats,
+    /// The network namespace the task's listeners live in (for a pod sandbox: the pod's).
+    pub netns: Option<PathBuf>,
     /// The engine's stop handle (drain or kill the guest).
     stop: StopSignal,
     /// Cancelled on the first terminating signal: what the sandbox and commands wait for.
@@ -98,11 +101,17 @@ fn is_ignored_by_default(signal: i32) -> bool {
 }
 
 impl Container {
-    pub fn new(facts: TaskFacts, workload: Workload, stats: Stats) -> Arc<Self> {
+    pub fn new(
+        facts: TaskFacts,
+        workload: Workload,
+        stats: Stats,
+        netns: Option<PathBuf>,
+    ) -> Arc<Self> {
         let (exit, _) = watch::channel(None);
         Arc::new(Self {
             facts,
             stats,
+            netns,
             stop: StopSignal::new(),
             stopping: CancellationToken::new(),
             state: Mutex::new(Mutable {

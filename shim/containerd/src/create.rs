@@ -11,8 +11,9 @@ use crate::container::{Container, Workload};
 use crate::events::TaskFacts;
 use crate::grpc::Containerd;
 use crate::netns::bind_in_netns;
+use crate::registry::Registry;
 use crate::source::{Origin, artifact_wasm, rootfs_wasm};
-use crate::spec::{CRI_IMAGE_NAME_ANNOTATION, TaskSpec};
+use crate::spec::{CRI_IMAGE_NAME_ANNOTATION, CRI_SANDBOX_ID_ANNOTATION, TaskSpec};
 use crate::stdio::open_output;
 
 /// How long a request waits for a free concurrency slot before it is refused with 503.
@@ -22,7 +23,36 @@ const QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
 pub struct CreateContext<'a> {
     pub engine: &'a Engine,
     pub containerd: &'a Containerd,
+    pub registry: &'a Registry,
     pub pid: u32,
+}
+
+/// The network namespace a container's listener must be bound in.
+///
+/// CRI points a pod's containers at the sandbox *process's* namespace (`/proc/<pid>/ns/net`),
+/// and the sandbox's pid is this shim's own: the real namespace is the one the sandbox was
+/// created with, found through the `io.kubernetes.cri.sandbox-id` annotation.
+fn listener_netns(ctx: &CreateContext<'_>, spec: &TaskSpec) -> Result<Option<PathBuf>, String> {
+    let Some(path) = &spec.netns_path else {
+        return Ok(None);
+    };
+    if *path != Path::new("/proc").join(ctx.pid.to_string()).join("ns/net") {
+        return Ok(Some(path.clone()));
+    }
+    let sandbox_id = spec
+        .annotations
+        .get(CRI_SANDBOX_ID_ANNOTATION)
+        .ok_or_else(|| {
+            format!(
+                "linux.namespaces network path {} is this shim's own namespace and annotation \
+             {CRI_SANDBOX_ID_ANNOTATION} names no pod sandbox",
+                path.display()
+            )
+        })?;
+    let sandbox = ctx.registry.get(sandbox_id).ok_or_else(|| {
+        format!("pod sandbox {sandbox_id} (annotation {CRI_SANDBOX_ID_ANNOTATION}) is not held by this shim")
+    })?;
+    Ok(sandbox.netns.clone())
 }
 
 /// Builds the container for a `CreateTaskRequest`; every error names the container and what
@@ -50,7 +80,8 @@ pub async fn create_container(
     let stats = Stats::new();
     if spec.is_sandbox() {
         tracing::info!(container = %req.id, "pod sandbox: held until killed");
-        return Ok(Container::new(facts, Workload::Sandbox, stats));
+        let netns = spec.netns_path.clone();
+        return Ok(Container::new(facts, Workload::Sandbox, stats, netns));
     }
 
     let (bytes, origin) = find_wasm(ctx, req, &spec).await?;
@@ -89,11 +120,12 @@ pub async fn create_container(
         allowed_outbound_hosts: spec.allowed_outbound_hosts(),
         stats: stats.clone(),
     };
+    let netns = listener_netns(ctx, &spec)?;
     let workload = match program.kind() {
         ProgramKind::HttpComponent => {
             let port = spec.http_port()?;
-            let listener = bind_in_netns(spec.netns_path.as_deref(), port)?;
-            tracing::info!(container = %req.id, port, netns = ?spec.netns_path, "listening");
+            let listener = bind_in_netns(netns.as_deref(), port)?;
+            tracing::info!(container = %req.id, port, netns = ?netns, "listening");
             Workload::Http {
                 program,
                 options,
@@ -104,7 +136,7 @@ pub async fn create_container(
             Workload::Command { program, options }
         }
     };
-    Ok(Container::new(facts, workload, stats))
+    Ok(Container::new(facts, workload, stats, netns))
 }
 
 fn output(uri: &str, stream: &'static str) -> Result<Output, String> {

@@ -110,6 +110,7 @@ impl Task for TaskService {
         let ctx = CreateContext {
             engine: &self.shared.engine,
             containerd: &self.shared.containerd,
+            registry: &self.shared.registry,
             pid: self.shared.pid,
         };
         let created = create_container(&ctx, &req)

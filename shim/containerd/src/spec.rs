@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 /// CRI marks the pod sandbox (pause) container with this annotation.
 pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
+/// CRI names the pod sandbox a container belongs to.
+pub const CRI_SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// CRI puts the image reference of a container here (used to find OCI wasm artifacts).
 pub const CRI_IMAGE_NAME_ANNOTATION: &str = "io.kubernetes.cri.image-name";
 /// Port an HTTP component listens on (the env var `PORT` wins over it).

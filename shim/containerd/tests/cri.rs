@@ -140,6 +140,7 @@ fn v2_cri_pod_sandbox_and_http_container() {
         "import",
         "--platform",
         "wasip1/wasm",
+        "--no-unpack",
         app.to_str().expect("utf8"),
     ]);
 

@@ -22,7 +22,11 @@ fn v2_oci_wasm_artifact_runs() {
     let wasm = wat::parse_str(HELLO_WAT).expect("wat");
     let name = "feather.test/hello-artifact:v1";
     let tar = oci::wasm_artifact_tar(containerd.dir.path(), name, &wasm);
-    import(&containerd, &tar, &["--platform", "wasip1/wasm"]);
+    import(
+        &containerd,
+        &tar,
+        &["--platform", "wasip1/wasm", "--no-unpack"],
+    );
     let out = containerd.ctr_ok(&[
         "run",
         "--rm",
@@ -34,6 +38,11 @@ fn v2_oci_wasm_artifact_runs() {
         "artifact-1",
     ]);
     assert_eq!(out, "hello from wasm\n");
+    let log = containerd.shim_log();
+    assert!(
+        log.contains(&format!("image {name} layer sha256:")),
+        "the module came from the artifact's wasm layer:\n{log}"
+    );
     assert!(containerd.wait_no_shim(Duration::from_secs(10)));
     assert_eq!(containerd.mounts(), Vec::<String>::new(), "no mount left");
 }
