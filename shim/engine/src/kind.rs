@@ -137,15 +137,20 @@ mod tests {
             detect_format(b"\0asm\x0d\0\x01\0").ok(),
             Some(Format::Component)
         );
-        let short = detect_format(b"\0as").map(|_| ()).unwrap_err().to_string();
+        let short = detect_format(b"\0as")
+            .map(|_| ())
+            .expect_err("too short")
+            .to_string();
         assert!(short.contains("3 bytes"), "{short}");
         let elf = detect_format(b"\x7fELF\x02\x01\x01\0")
             .map(|_| ())
-            .unwrap_err();
+            .expect_err("ELF");
         assert!(elf.to_string().contains("7f454c46"), "{elf}");
-        let text = detect_format(b"(module)").map(|_| ()).unwrap_err();
+        let text = detect_format(b"(module)").map(|_| ()).expect_err("text");
         assert!(text.to_string().contains("text"), "{text}");
-        let odd = detect_format(b"\0asm\x02\0\0\0").map(|_| ()).unwrap_err();
+        let odd = detect_format(b"\0asm\x02\0\0\0")
+            .map(|_| ())
+            .expect_err("version 2");
         assert!(odd.to_string().contains("version 2"), "{odd}");
     }
 }

@@ -65,7 +65,8 @@ async fn a_second_engine_loads_from_the_cache_and_the_program_works() {
 async fn bad_entries_are_discarded_and_recompiled() {
     let wasm = wat_module("exit_code");
     // Each way an entry can be bad: truncated, a flipped byte, someone else's file, empty.
-    let damage: [(&str, fn(Vec<u8>) -> Vec<u8>); 4] = [
+    type Spoil = fn(Vec<u8>) -> Vec<u8>;
+    let damage: [(&str, Spoil); 4] = [
         ("truncated", |b| b[..b.len() / 2].to_vec()),
         ("corrupt", |mut b| {
             let i = b.len() - 100;

@@ -302,7 +302,6 @@ async fn serve_refuses_a_command_by_kind() {
     let err = program
         .serve(listener, RunOptions::default(), StopSignal::new())
         .await
-        .map(|()| ())
         .expect_err("serve on a command");
     assert!(
         err.to_string().contains("WASI preview 1 command module"),
