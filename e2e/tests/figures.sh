@@ -41,7 +41,8 @@ for ((i = 0; i < runs; i++)); do
   t0=$(date +%s.%N); "$CLUSTER" down >/dev/null 2>&1; t1=$(date +%s.%N)
   FEATHER_E2E_BUILD_SHIM=0 "$CLUSTER" up >/dev/null 2>&1 || die "cluster up failed in run $i"
   t2=$(date +%s.%N)
-  down_times+=("$(echo "$t1 - $t0" | bc)"); up_times+=("$(echo "$t2 - $t1" | bc)")
+  down_times+=("$(printf '%.1f' "$(echo "$t1 - $t0" | bc)")")
+  up_times+=("$(printf '%.1f' "$(echo "$t2 - $t1" | bc)")")
 done
 echo "## Warm up/down ($runs runs, seconds)"
 echo
