@@ -232,6 +232,8 @@ async fn beyond_the_concurrency_cap_requests_queue_briefly_then_get_503() {
     while stats.snapshot().instances_live == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The live instance's linear memory shows in the workload's gauge.
+    assert!(stats.snapshot().memory_bytes > 0, "{:?}", stats.snapshot());
     let reply = request(addr, "GET", "/", &[], "").await;
     assert_eq!(reply.status, 503);
     assert_eq!(slow.await.expect("slow request").status, 200);
