@@ -65,7 +65,7 @@ unmount_all() {
 remove_links() {
   local link
   if [[ -e /sys/class/net/$CNI_BRIDGE ]]; then
-    for link in /sys/class/net/$CNI_BRIDGE/brif/*; do
+    for link in "/sys/class/net/$CNI_BRIDGE/brif/"*; do
       [[ -e $link ]] && ip link del "$(basename "$link")" 2>/dev/null || true
     done
     ip link del "$CNI_BRIDGE" 2>/dev/null || true
