@@ -237,6 +237,62 @@ fn invalid_module_fails_create(flavor: Flavor) {
     );
 }
 
+/// containerd restarts while a task runs: it reconnects to the same shim process (address in
+/// the bundle), sees the task running, and kill/delete still work; events flow again.
+fn containerd_restart_finds_running_tasks(flavor: Flavor) {
+    let mut containerd = Containerd::start(flavor, None);
+    let sleeper = rootfs_with_wasm(containerd.dir.path(), "sleep.wasm", SLEEP_WAT);
+    containerd.ctr_ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        sleeper.to_str().expect("utf8"),
+        "survivor",
+        "/sleep.wasm",
+    ]);
+    let shims = containerd.shim_pids();
+    assert_eq!(shims.len(), 1);
+    containerd.restart();
+    assert_eq!(
+        containerd.shim_pids(),
+        shims,
+        "the shim outlives containerd"
+    );
+    let tasks = containerd.ctr_ok(&["task", "ls"]);
+    assert!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with("survivor") && l.contains("RUNNING")),
+        "after the restart containerd still sees the task running:\n{tasks}"
+    );
+    containerd.ctr_ok(&["task", "kill", "--signal", "SIGKILL", "survivor"]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            containerd
+                .ctr(&["task", "ls"])
+                .stdout
+                .windows(7)
+                .any(|w| w == b"STOPPED")
+        }),
+        "the exit reaches containerd after its restart"
+    );
+    containerd.ctr_ok(&["task", "delete", "survivor"]);
+    containerd.ctr_ok(&["containers", "delete", "survivor"]);
+    assert!(containerd.wait_no_shim(Duration::from_secs(10)));
+}
+
+#[test]
+fn v2_containerd_restart_finds_running_tasks() {
+    containerd_restart_finds_running_tasks(Flavor::V2);
+}
+
+#[test]
+fn v1_6_containerd_restart_finds_running_tasks() {
+    containerd_restart_finds_running_tasks(Flavor::V1_6);
+}
+
 #[test]
 fn v2_hello_output_and_exit_codes() {
     run_hello_and_exit_codes(Flavor::V2);

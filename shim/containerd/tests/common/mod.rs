@@ -80,7 +80,9 @@ pub struct Containerd {
 impl Containerd {
     pub fn start(flavor: Flavor, cri: Option<CriSetup>) -> Self {
         require_root();
-        let containerd = binary(flavor, "containerd");
+        // Fails early, naming what to build, when the binaries are missing.
+        binary(flavor, "containerd");
+        binary(flavor, "ctr");
         // Short paths: unix socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("fw-ctd-")
@@ -95,18 +97,7 @@ impl Containerd {
             "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             shim_dir.display()
         );
-        let log = fs::File::create(dir.path().join("containerd.log")).expect("log");
-        let child = Command::new(containerd)
-            .arg("--config")
-            .arg(&config_path)
-            .env("PATH", path)
-            .env("FEATHER_CACHE_DIR", dir.path().join("wasm-cache"))
-            .env("FEATHER_SHIM_LOG", dir.path().join("shim.log"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let child = spawn_containerd(flavor, dir.path());
         let containerd = Self {
             flavor,
             dir,
@@ -115,6 +106,18 @@ impl Containerd {
         };
         containerd.wait_ready();
         containerd
+    }
+
+    /// Stops containerd (not its shims, as on a real node) and starts it again on the same
+    /// root, state and sockets.
+    pub fn restart(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        self.child = spawn_containerd(self.flavor, self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -269,6 +272,30 @@ impl Drop for Containerd {
             let _ = nix::mount::umount2(Path::new(&mount), nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+fn spawn_containerd(flavor: Flavor, dir: &Path) -> Child {
+    let shim_dir = shim_binary().parent().expect("shim dir").to_path_buf();
+    let path = format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        shim_dir.display()
+    );
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("log");
+    Command::new(binary(flavor, "containerd"))
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .env("FEATHER_CACHE_DIR", dir.join("wasm-cache"))
+        .env("FEATHER_SHIM_LOG", dir.join("shim.log"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn containerd")
 }
 
 fn config_toml(flavor: Flavor, dir: &Path, socket: &Path, cri: Option<&CriSetup>) -> String {
