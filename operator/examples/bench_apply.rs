@@ -178,7 +178,9 @@ async fn run(
                     "apiVersion": "feather.dev/v1alpha1",
                     "kind": "WasmApp",
                     "metadata": {"name": name},
-                    "spec": {"image": "registry.local:5000/hello:1.0", "replicas": 1},
+                    // Zero replicas: the figure is the operator's, and a shared cluster
+                    // must not get a thousand pods to schedule.
+                    "spec": {"image": "registry.local:5000/hello:1.0", "replicas": 0},
                 });
                 apps.patch(&name, &params, &Patch::Apply(&manifest))
                     .await

@@ -279,6 +279,10 @@ async fn write_status(
         source: Box::new(source),
     })?;
 
+    // One event per status write that changed a condition's status or reason, so a burst of
+    // apps does not cost a burst of events per condition.
+    let mut notes = Vec::new();
+    let mut headline: Option<(&str, bool)> = None;
     for new in &desired.conditions {
         let old = status::condition(app.status.as_ref(), &new.type_);
         let changed = match old {
@@ -295,19 +299,19 @@ async fn write_status(
         }
         let bad = (new.type_ == CONDITION_READY && new.status == "False" && old.is_some())
             || (new.type_ == CONDITION_DEGRADED && new.status == "True");
+        // The event's reason is the first bad change, else the first change.
+        if headline.is_none_or(|(_, headline_bad)| bad && !headline_bad) {
+            headline = Some((new.reason.as_str(), bad));
+        }
+        notes.push(format!("{} is {}: {}", new.type_, new.status, new.message));
+    }
+    if let Some((reason, bad)) = headline {
         let type_ = if bad {
             EventType::Warning
         } else {
             EventType::Normal
         };
-        publish(
-            ctx,
-            app,
-            type_,
-            &new.reason,
-            format!("{} is {}: {}", new.type_, new.status, new.message),
-        )
-        .await;
+        publish(ctx, app, type_, reason, notes.join("; ")).await;
     }
     Ok(())
 }
