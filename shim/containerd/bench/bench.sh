@@ -59,7 +59,8 @@ TOML
 PATH="$work/bin:$PATH" FEATHER_CACHE_DIR="$work/wasm-cache" FEATHER_SHIM_LOG="$work/shim.log" \
   "$cache/bin/containerd" --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
 ctd_pid=$!
-ctr() { "$cache/bin/ctr" --address "$sock" --namespace bench "$@"; }
+# containerd 2.x's ctr warns about cgroup v1 on every call: keep real errors, drop that noise.
+ctr() { "$cache/bin/ctr" --address "$sock" --namespace bench "$@" 2> >(grep -v DEPRECATION >&2); }
 for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
 ctr version >/dev/null
 
@@ -86,7 +87,7 @@ throughput() { # name, args...: tasks per second for $tasks `ctr run --rm` with 
   local start end
   start=$(date +%s.%N)
   seq "$tasks" | xargs -P "$parallel" -I{} "$cache/bin/ctr" --address "$sock" --namespace bench \
-    "$@" >/dev/null
+    "$@" >/dev/null 2> >(grep -v DEPRECATION >&2)
   end=$(date +%s.%N)
   echo "$name: $tasks tasks in $(echo "$end - $start" | bc) s = $(echo "scale=1; $tasks / ($end - $start)" | bc) tasks/s"
 }
