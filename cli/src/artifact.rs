@@ -61,6 +61,11 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// argv[0] of the wasm program. Kubernetes' CRI refuses a container whose image names no command
+/// ("failed to generate spec: no command specified"), so the artifact carries one, in the
+/// place an image config keeps it; the shim reads the wasm from the layer, not from this path.
+pub const DEFAULT_ENTRYPOINT: &str = "/app.wasm";
+
 /// The config blob of a wasm artifact.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +73,14 @@ pub struct WasmConfig {
     pub architecture: &'static str,
     pub os: &'static str,
     pub layer_digests: Vec<String>,
+    /// Image-config fields containerd's CRI reads (only `Entrypoint`).
+    pub config: RuntimeConfig,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    #[serde(rename = "Entrypoint")]
+    pub entrypoint: Vec<String>,
 }
 
 /// A wasm artifact ready to push: the config JSON and the layer bytes.
@@ -86,6 +99,9 @@ pub fn build(name: &str, wasm: Vec<u8>) -> anyhow::Result<WasmArtifact> {
         architecture: "wasm",
         os: kind.os(),
         layer_digests: vec![layer_digest.clone()],
+        config: RuntimeConfig {
+            entrypoint: vec![DEFAULT_ENTRYPOINT.to_string()],
+        },
     };
     Ok(WasmArtifact {
         kind,
@@ -127,6 +143,7 @@ mod tests {
             serde_json::from_slice(&artifact.config_json).expect("config is JSON");
         assert_eq!(config["architecture"], "wasm");
         assert_eq!(config["os"], "wasip2");
+        assert_eq!(config["config"]["Entrypoint"][0], "/app.wasm");
         assert_eq!(
             config["layerDigests"][0],
             // sha256 of the 8 preamble bytes above.

@@ -145,6 +145,8 @@ async fn pushed_wasm_component_comes_back_as_a_wasm_artifact() {
     let config: serde_json::Value = serde_json::from_slice(&config).expect("config JSON");
     assert_eq!(config["architecture"], "wasm");
     assert_eq!(config["os"], "wasip2");
+    // CRI needs a command: the artifact names one.
+    assert_eq!(config["config"]["Entrypoint"][0], "/app.wasm");
     assert_eq!(config["layerDigests"][0], sha256(&bytes).as_str());
 }
 
