@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn truncated_input_is_an_error_not_a_panic() {
-        let err = decode_fields(&Bytes::from_static(&[0x0a, 0x05, b'a'])).unwrap_err();
+        let err = decode_fields(&Bytes::from_static(&[0x0a, 0x05, b'a'])).expect_err("must fail");
         assert!(err.contains("truncated"), "{err}");
     }
 

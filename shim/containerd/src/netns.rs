@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn missing_namespace_is_reported_with_its_path() {
-        let err = bind_in_netns(Some(Path::new("/nonexistent/netns")), 0).unwrap_err();
+        let err = bind_in_netns(Some(Path::new("/nonexistent/netns")), 0).expect_err("must fail");
         assert!(err.contains("/nonexistent/netns"), "{err}");
     }
 }

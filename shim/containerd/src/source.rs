@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn missing_file_names_arg0_and_path() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = rootfs_wasm(dir.path(), "/missing.wasm").unwrap_err();
+        let err = rootfs_wasm(dir.path(), "/missing.wasm").expect_err("must fail");
         assert!(
             err.contains("/missing.wasm") && err.contains("No such file"),
             "{err}"

@@ -407,12 +407,12 @@ mod tests {
         );
         assert!(
             bad.max_concurrency()
-                .unwrap_err()
+                .expect_err("must fail")
                 .contains("feather.dev/max-concurrency")
         );
         assert!(
             bad.request_timeout()
-                .unwrap_err()
+                .expect_err("must fail")
                 .contains("feather.dev/request-timeout")
         );
     }
@@ -425,7 +425,7 @@ mod tests {
             dir.path(),
             Path::new("b/config.json"),
         )
-        .unwrap_err()
+        .expect_err("must fail")
         .to_string();
         assert!(err.contains("process.env") && err.contains("NOPE"), "{err}");
     }

@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn empty_path_discards_and_binary_uri_is_refused() {
         assert!(open_output("", "stdout").expect("ok").is_none());
-        let err = open_output("binary:///usr/bin/logger", "stderr").unwrap_err();
+        let err = open_output("binary:///usr/bin/logger", "stderr").expect_err("must fail");
         assert!(err.contains("stderr") && err.contains("binary://"), "{err}");
     }
 
@@ -85,7 +85,7 @@ mod tests {
         let fifo = dir.path().join("err");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
-        let err = open_output(fifo.to_str().expect("utf8"), "stderr").unwrap_err();
+        let err = open_output(fifo.to_str().expect("utf8"), "stderr").expect_err("must fail");
         assert!(err.contains("stderr"), "{err}");
     }
 }

@@ -92,11 +92,6 @@ impl Containerd {
         let config = config_toml(flavor, dir.path(), &socket, cri.as_ref());
         let config_path = dir.path().join("config.toml");
         fs::write(&config_path, config).expect("write config");
-        let shim_dir = shim_binary().parent().expect("shim dir").to_path_buf();
-        let path = format!(
-            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            shim_dir.display()
-        );
         let child = spawn_containerd(flavor, dir.path());
         let containerd = Self {
             flavor,
