@@ -265,7 +265,8 @@ fn wait_ready(server: &mut Server) -> Result<(), BoxError> {
             return Err(format!("{} exited early: {status}", server.name).into());
         }
         if let Ok(body) = http_get(server.port)
-            && body.ends_with(HELLO_BODY)
+            && body.contains(HELLO_BODY)
+        // chunked or content-length framing
         {
             return Ok(());
         }
