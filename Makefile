@@ -30,7 +30,7 @@ lint: deps ## rustfmt --check and clippy -D warnings on every target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: lint test-fast test-integration e2e ## Every tier: fast, integration (root, real containerd/apiserver), e2e
+test: lint test-fast chart-lint test-integration e2e ## Every tier: lint, fast, chart, integration (root, real containerd/apiserver), e2e
 	@echo "make test: all tiers passed"
 
 test-fast: deps ## Unit and mock tests, CRD drift (no root, no services)
@@ -47,7 +47,7 @@ crds: ## Regenerate crds/ from the operator's types
 	@$(MAKE) --no-print-directory crds-operator
 
 # The local-cluster suite; mk/e2e.mk and mk/story.mk add their targets as prerequisites.
-e2e: ## End-to-end: local cluster from upstream parts, chart installed, the user story (root)
+e2e: ## End-to-end on the local cluster built from upstream parts (root); the user story joins when it passes
 
 demo: ## The main job: local cluster up, chart installed, a WasmApp answering (root)
 	@if $(MAKE) -n demo-story >/dev/null 2>&1; then $(MAKE) --no-print-directory demo-story; else \
