@@ -74,15 +74,18 @@ kc() { "$(kubectl_bin)" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
 # path are recorded, so that `down` stops exactly what `up` started (a recycled pid with another
 # binary behind it is left alone).
 
+process_running() { # pid -> true while it runs. A zombie has exited and only waits for its
+  # reaper; orphans are reparented to PID 1, which on some machines (CI's) reaps them late.
+  [[ -e /proc/$1 ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
 pid_of() { # name -> pid if the recorded process is still that binary
   local name=$1 pid exe
   [[ -f $PID_DIR/$name.pid ]] || return 1
   pid=$(<"$PID_DIR/$name.pid")
   exe=$(<"$PID_DIR/$name.exe")
-  [[ -e /proc/$pid ]] || return 1
+  process_running "$pid" || return 1
   [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$exe" ]] || return 1
-  # A zombie is gone for our purposes.
-  [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || return 1
   echo "$pid"
 }
 

@@ -130,8 +130,9 @@ check "cluster down" "$CLUSTER" down
 no_recorded_process() {
   local pid
   for pid in $recorded_pids $container_pids; do
-    [[ ! -e /proc/$pid ]] || { echo "# still running: $pid $(tr '\0' ' ' <"/proc/$pid/cmdline")"; return 1; }
+    ! process_running "$pid" || { echo "# still running: $pid $(tr '\0' ' ' <"/proc/$pid/cmdline")"; return 1; }
   done
+  return 0
 }
 check "no component or container process survives (pids: $recorded_pids$container_pids)" no_recorded_process
 no_process_refers_to_state() {
