@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,7 +75,9 @@ pub fn run(plan: &InstallPlan) -> Result<InstallReport> {
         containerd_config::ensure_runtime(existing.as_deref(), plan.version_for_new_config, &entry)
             .with_context(|| format!("containerd config {}", config_path.display()))?;
     if edit.changed {
-        write_atomically(config_path, edit.text.as_bytes(), None)?;
+        write_atomically(config_path, None, |file| {
+            file.write_all(edit.text.as_bytes())
+        })?;
         tracing::info!(config = %config_path.display(), format = %edit.version, "registered runtime `feather`");
     } else {
         tracing::info!(config = %config_path.display(), "runtime `feather` already registered");
@@ -124,20 +126,70 @@ pub fn verify(plan: &InstallPlan) -> Result<(ConfigVersion, String)> {
 
 /// Copies `source` over `dest` unless they are already identical. The new file is written
 /// beside `dest` and renamed over it, so a shim process that runs the old binary keeps its
-/// inode and containerd never execs a half-written file.
+/// inode and containerd never execs a half-written file. Both files are streamed, never held
+/// in memory: the shim is tens of megabytes and the installer runs under a 64 MiB limit.
 pub fn copy_if_different(source: &Path, dest: &Path) -> Result<bool> {
-    let new = fs::read(source).with_context(|| format!("reading shim {}", source.display()))?;
-    match fs::read(dest) {
-        Ok(old) if old == new => return Ok(false),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
+    let mut new =
+        fs::File::open(source).with_context(|| format!("opening shim {}", source.display()))?;
+    if same_contents(&mut new, source, dest)? {
+        return Ok(false);
     }
-    write_atomically(dest, &new, Some(0o755))?;
+    new.rewind()
+        .with_context(|| format!("reading shim {}", source.display()))?;
+    write_atomically(dest, Some(0o755), |file| io::copy(&mut new, file).map(drop))?;
     Ok(true)
 }
 
-fn write_atomically(dest: &Path, contents: &[u8], mode: Option<u32>) -> Result<()> {
+/// Whether `dest` holds exactly the bytes of `source` (opened as `new`), compared chunk by chunk.
+fn same_contents(new: &mut fs::File, source: &Path, dest: &Path) -> Result<bool> {
+    let mut old = match fs::File::open(dest) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", dest.display())),
+    };
+    let new_len = new.metadata().map(|m| m.len());
+    let old_len = old.metadata().map(|m| m.len());
+    match (new_len, old_len) {
+        (Ok(a), Ok(b)) if a != b => return Ok(false),
+        (Ok(_), Ok(_)) => {}
+        (Err(e), _) => return Err(e).with_context(|| format!("reading {}", source.display())),
+        (_, Err(e)) => return Err(e).with_context(|| format!("reading {}", dest.display())),
+    }
+    const CHUNK: usize = 64 * 1024;
+    let (mut a, mut b) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    loop {
+        let n = read_chunk(new, &mut a).with_context(|| format!("reading {}", source.display()))?;
+        let m =
+            read_chunk(&mut old, &mut b).with_context(|| format!("reading {}", dest.display()))?;
+        if a[..n] != b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fills `buf` unless the file ends first; returns how many bytes were read.
+fn read_chunk(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Writes a temporary file beside `dest` with `write`, syncs it and renames it over `dest`.
+fn write_atomically(
+    dest: &Path,
+    mode: Option<u32>,
+    write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+) -> Result<()> {
     let dir = dest
         .parent()
         .with_context(|| format!("{} has no parent directory", dest.display()))?;
@@ -148,7 +200,7 @@ fn write_atomically(dest: &Path, contents: &[u8], mode: Option<u32>) -> Result<(
     let tmp = dir.join(tmp_name);
     let result = (|| -> io::Result<()> {
         let mut file = fs::File::create(&tmp)?;
-        file.write_all(contents)?;
+        write(&mut file)?;
         let mode = match (mode, fs::metadata(dest)) {
             (Some(mode), _) => mode,
             // Keep an existing config's permissions.

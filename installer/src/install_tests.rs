@@ -148,3 +148,20 @@ fn an_unparsable_config_is_left_alone_and_named() {
     );
     assert!(!node.restart_marker().exists());
 }
+
+#[test]
+fn copy_compares_every_byte_of_files_larger_than_a_chunk() {
+    let node = Node::new();
+    let (source, dest) = (node.path("big-source"), node.path("big-dest"));
+    let mut bytes = vec![7u8; 200 * 1024 + 3];
+    fs::write(&source, &bytes).expect("source");
+    assert!(copy_if_different(&source, &dest).expect("first copy"));
+    assert!(!copy_if_different(&source, &dest).expect("identical"));
+
+    // Same length, one byte changed in the last partial chunk: must be copied again.
+    let last = bytes.len() - 1;
+    bytes[last] = 8;
+    fs::write(&source, &bytes).expect("source changed");
+    assert!(copy_if_different(&source, &dest).expect("changed copy"));
+    assert_eq!(fs::read(&dest).expect("dest"), bytes);
+}
