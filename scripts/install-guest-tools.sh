@@ -32,27 +32,26 @@ has_version() {
   "$path" --version 2>/dev/null | grep -qF " $2"
 }
 
-# Serialize concurrent callers (two test tiers started at once must not build twice).
+# install_once BIN VERSION CRATE CARGO-ARGS...: build BIN unless it is there. One lock per tool
+# serializes concurrent callers (two test tiers started at once must not build twice), and a
+# caller that finds its tools present never waits for another's long build (wasmtime-cli).
 mkdir -p "$tools_root"
-exec 9>"$tools_root/.install-guest-tools.lock"
-flock 9
+install_once() {
+  local bin=$1 version=$2 crate=$3; shift 3
+  has_version "$bin" "$version" && return 0
+  (
+    flock 9
+    has_version "$bin" "$version" && exit 0
+    echo "install-guest-tools: building $crate@$version into $tools_root" >&2
+    cargo install --root "$tools_root" --locked --no-default-features "$@" "$crate@$version" >&2
+  ) 9>"$tools_root/.install-$bin.lock"
+}
 
-if ! has_version wit-bindgen "$wit_bindgen_version"; then
-  echo "install-guest-tools: building wit-bindgen-cli@$wit_bindgen_version into $tools_root" >&2
-  cargo install --root "$tools_root" --locked --no-default-features --features c \
-    "wit-bindgen-cli@$wit_bindgen_version" >&2
-fi
-if ! has_version wasm-tools "$wasm_tools_version"; then
-  echo "install-guest-tools: building wasm-tools@$wasm_tools_version into $tools_root" >&2
-  cargo install --root "$tools_root" --locked --no-default-features \
-    --features component,validate,print "wasm-tools@$wasm_tools_version" >&2
-fi
-
-if $with_wasmtime && ! has_version wasmtime "$wasmtime_version"; then
-  echo "install-guest-tools: building wasmtime-cli@$wasmtime_version into $tools_root" >&2
-  cargo install --root "$tools_root" --locked --no-default-features \
-    --features serve,cranelift,pooling-allocator,parallel-compilation,demangle \
-    "wasmtime-cli@$wasmtime_version" >&2
+install_once wit-bindgen "$wit_bindgen_version" wit-bindgen-cli --features c
+install_once wasm-tools "$wasm_tools_version" wasm-tools --features component,validate,print
+if $with_wasmtime; then
+  install_once wasmtime "$wasmtime_version" wasmtime-cli \
+    --features serve,cranelift,pooling-allocator,parallel-compilation,demangle
 fi
 
 for tool in clang-19 wasm-ld-19; do
