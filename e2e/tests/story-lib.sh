@@ -95,11 +95,13 @@ wait_ready() { # name replicas
 service_ip() { kc -n "$STORY_NS" get svc "${1:-hello}" -o 'jsonpath={.spec.clusterIP}'; }
 
 service_answers() { # expected-body: polls up to 60 s (endpoints and kube-proxy rules lag Ready)
-  local want=$1 ip out deadline=$((SECONDS + 60))
+  local want=$1 ip out code body deadline=$((SECONDS + 60))
   ip=$(service_ip) || return 1
   while :; do
     out=$(curl -s --max-time 5 -w '\n%{http_code}' "http://$ip/" 2>&1) || true
-    [[ $out == "$want"$'\n200' ]] && return 0
+    code=${out##*$'\n'} body=${out%$'\n'*}
+    # The guest ends its body with a newline; compare without it.
+    [[ $code == 200 && ${body%$'\n'} == "$want" ]] && return 0
     ((SECONDS < deadline)) || { echo "GET http://$ip/ gave: $out"; return 1; }
     sleep 1
   done
