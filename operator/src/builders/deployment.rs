@@ -2,12 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar as CoreEnvVar,
-    EnvVarSource as CoreEnvVarSource, HTTPGetAction, LocalObjectReference,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SecretVolumeSource, Volume as CoreVolume, VolumeMount as CoreVolumeMount,
+    EnvVarSource as CoreEnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler,
+    LocalObjectReference, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretVolumeSource, SleepAction, TCPSocketAction, Volume as CoreVolume,
+    VolumeMount as CoreVolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,7 +24,26 @@ use super::{
 use crate::types::{EnvVar, HttpProbe, ResourceAmounts, Resources, Volume};
 use crate::{Result, WasmApp};
 
+/// Seconds a terminating pod keeps serving before it gets SIGTERM (`preStop` sleep), so the
+/// endpoint controllers and kube-proxy take it out of the Service first.
+pub const PRESTOP_SLEEP_SECONDS: i64 = 5;
+/// How long the shim lets in-flight requests finish after SIGTERM when the app sets no
+/// request timeout (the shim's own drain limit).
+pub const DEFAULT_DRAIN_SECONDS: i64 = 30;
+/// Slack on top of the drain budget before the kubelet sends SIGKILL.
+pub const DRAIN_MARGIN_SECONDS: i64 = 5;
+/// Readiness probe period when the app names no readiness path (a TCP check of the port).
+pub const DEFAULT_READINESS_PERIOD_SECONDS: i32 = 2;
+/// Most extra pods during a rollout; none of the old ones goes before a new one is ready.
+pub const MAX_SURGE: &str = "25%";
+
 /// The Deployment that runs `app`, stamped with its spec hash.
+///
+/// Rollouts lose no request: `maxUnavailable: 0` keeps every old pod until a new one is
+/// ready (readiness from the app's HTTP path, else a TCP check of the port); a terminating pod
+/// first sleeps [`PRESTOP_SLEEP_SECONDS`] in a `preStop` sleep action (run by the kubelet: a
+/// wasm pod has no shell for `exec sleep`) while it leaves the Service's endpoints, then gets
+/// SIGTERM, on which the shim drains in-flight requests; the grace period covers both.
 ///
 /// Only `args` is set on the container, never `command`: the image's entrypoint (for images
 /// built FROM scratch, `/app.wasm`) stays `args[0]` of the OCI process, which is how the shim
@@ -49,7 +71,11 @@ pub fn deployment(app: &WasmApp) -> Result<Deployment> {
             ..ContainerPort::default()
         }]),
         resources: spec.resources.as_ref().map(resource_requirements),
-        readiness_probe: spec.readiness_probe.as_ref().map(http_probe),
+        readiness_probe: Some(
+            spec.readiness_probe
+                .as_ref()
+                .map_or_else(tcp_readiness_probe, http_probe),
+        ),
         liveness_probe: spec.liveness_probe.as_ref().map(http_probe),
         volume_mounts: (!spec.volume_mounts.is_empty()).then(|| {
             spec.volume_mounts
@@ -61,6 +87,15 @@ pub fn deployment(app: &WasmApp) -> Result<Deployment> {
                     ..CoreVolumeMount::default()
                 })
                 .collect()
+        }),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRESTOP_SLEEP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
         }),
         ..Container::default()
     };
@@ -84,6 +119,7 @@ pub fn deployment(app: &WasmApp) -> Result<Deployment> {
         }),
         service_account_name: spec.service_account_name.clone(),
         volumes: (!spec.volumes.is_empty()).then(|| spec.volumes.iter().map(pod_volume).collect()),
+        termination_grace_period_seconds: Some(termination_grace_seconds(app)),
         ..PodSpec::default()
     };
 
@@ -98,6 +134,13 @@ pub fn deployment(app: &WasmApp) -> Result<Deployment> {
                 match_labels: Some(selector_labels(app)),
                 ..LabelSelector::default()
             },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String(MAX_SURGE.to_string())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(merged(&spec.pod_labels, selector_labels(app))),
@@ -193,6 +236,45 @@ fn http_probe(probe: &HttpProbe) -> Probe {
         failure_threshold: probe.failure_threshold,
         ..Probe::default()
     }
+}
+
+/// The readiness check of an app without a readiness path: the shim's listener accepts.
+fn tcp_readiness_probe() -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(PORT_NAME.to_string()),
+            host: None,
+        }),
+        period_seconds: Some(DEFAULT_READINESS_PERIOD_SECONDS),
+        ..Probe::default()
+    }
+}
+
+/// Grace period of a terminating pod: the `preStop` sleep, then the drain (the longest a
+/// request may run, else the shim's drain limit), plus a margin.
+pub fn termination_grace_seconds(app: &WasmApp) -> i64 {
+    let drain = app
+        .spec
+        .request_timeout
+        .as_deref()
+        .and_then(duration_seconds)
+        .unwrap_or(DEFAULT_DRAIN_SECONDS);
+    PRESTOP_SLEEP_SECONDS + drain + DRAIN_MARGIN_SECONDS
+}
+
+/// Whole seconds (rounded up, at least 1) of a duration the CRD accepts for
+/// `spec.requestTimeout`: a number with one unit of `ms`, `s`, `m` or `h`. Capped at one
+/// hour.
+fn duration_seconds(text: &str) -> Option<i64> {
+    let (number, unit) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+        .into_iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n, unit)))?;
+    let seconds = number.parse::<f64>().ok()? * unit;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    // In range after the clamp, so the cast cannot truncate.
+    Some(seconds.ceil().clamp(1.0, 3600.0) as i64)
 }
 
 fn pod_volume(volume: &Volume) -> CoreVolume {

@@ -14,7 +14,10 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use deployment::deployment;
+pub use deployment::{
+    DEFAULT_DRAIN_SECONDS, DRAIN_MARGIN_SECONDS, MAX_SURGE, PRESTOP_SLEEP_SECONDS, deployment,
+    termination_grace_seconds,
+};
 pub use service::{horizontal_pod_autoscaler, service};
 
 use crate::{Error, FIELD_MANAGER, Result, WasmApp};

@@ -18,6 +18,8 @@ use crate::types::{
     VolumeMount,
 };
 
+mod rollout;
+
 fn app_with(spec: WasmAppSpec) -> WasmApp {
     let mut app = WasmApp::new("hello", spec);
     app.metadata.namespace = Some("demo".into());
@@ -481,7 +483,7 @@ fn probes_get_their_path_on_the_named_port() {
         Some("/healthz")
     );
     assert_eq!(liveness.period_seconds, None);
-    assert_eq!(container(&build(&minimal())).readiness_probe, None);
+    assert_eq!(container(&build(&minimal())).liveness_probe, None);
 }
 
 #[test]
