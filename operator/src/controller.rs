@@ -4,22 +4,23 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::builders::LABEL_MANAGED_BY;
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, reconcile};
+use crate::reconcile::{Children, Context, reconcile};
 use crate::types::CRD_NAME;
 use crate::{Error, FIELD_MANAGER, WasmApp};
 
@@ -94,22 +95,52 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// A watch of `api` whose events land in the returned cache before the stream yields them,
+/// so a reconcile triggered by a change already reads the changed object. `managedFields` are
+/// dropped from the cache (nothing reads them; they are most of an object's size).
+fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .modify(|object| object.managed_fields_mut().clear())
+        .reflect(writer);
+    (reader, stream)
+}
+
 /// Build the controller: WasmApps plus owned Deployments, Services and HPAs (only those with
-/// the operator's managed-by label, so the caches stay small).
+/// the operator's managed-by label, so the caches stay small). The children's watches fill the
+/// caches reconciles read them from; a change to a child reconciles its app.
 pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: String) -> Running {
-    let children =
+    let labelled =
         watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    let controller = Controller::new(
+    let (deployments, deployment_events) =
+        cached(scope.api::<Deployment>(client.clone()), labelled.clone());
+    let (services, service_events) = cached(scope.api::<Service>(client.clone()), labelled.clone());
+    let (hpas, hpa_events) = cached(
+        scope.api::<HorizontalPodAutoscaler>(client.clone()),
+        labelled,
+    );
+    let (apps, app_events) = cached(
         scope.api::<WasmApp>(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
-    .owns(scope.api::<Deployment>(client.clone()), children.clone())
-    .owns(scope.api::<Service>(client.clone()), children.clone())
-    .owns(
-        scope.api::<HorizontalPodAutoscaler>(client.clone()),
-        children,
     );
+    // Every change of an app reconciles it, its status too: when the cached app lags behind a
+    // status this operator wrote, the next look corrects it, and a reconcile that finds
+    // nothing to do costs no request. Deleted apps need nothing (garbage collection), but a
+    // deleted child reconciles its app, which recreates it.
+    let controller = Controller::for_stream(app_events.applied_objects(), apps)
+        .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
+        .owns_stream(deployment_events.touched_objects())
+        .owns_stream(service_events.touched_objects())
+        .owns_stream(hpa_events.touched_objects());
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_string(),
         instance: Some(instance),
@@ -119,6 +150,11 @@ pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: Str
         client,
         metrics,
         backoff: Backoff::default(),
+        children: Children {
+            deployments,
+            services,
+            hpas,
+        },
     });
     Running {
         store: controller.store(),

@@ -11,6 +11,7 @@ pub mod builders;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod drift;
 pub mod error;
 pub mod leader;
 pub mod metrics;

@@ -21,6 +21,40 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// A request the reconciler makes to the API server (watches not included).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ApiCall {
+    /// GET of a child the cache did not have.
+    Get,
+    /// Server-side apply of a child.
+    Apply,
+    /// Delete of an HPA.
+    Delete,
+    /// Server-side apply of a WasmApp status.
+    Status,
+    /// Publishing an Event.
+    Event,
+}
+
+impl ApiCall {
+    fn label(self) -> &'static str {
+        match self {
+            ApiCall::Get => "get",
+            ApiCall::Apply => "apply",
+            ApiCall::Delete => "delete",
+            ApiCall::Status => "status",
+            ApiCall::Event => "event",
+        }
+    }
+}
+
+/// Label set of the API request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// [`ApiCall`] as text.
+    pub call: String,
+}
+
 /// Label set of the apps-by-condition gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConditionLabels {
@@ -33,6 +67,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
+    api_calls: Family<CallLabels, Counter>,
     duration: Histogram,
     apps_by_condition: Family<ConditionLabels, Gauge>,
     apps: Gauge,
@@ -49,6 +84,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("feather_operator");
         let reconciles = Counter::default();
         let errors = Family::<ErrorLabels, Counter>::default();
+        let api_calls = Family::<CallLabels, Counter>::default();
         // 1 ms .. ~16 s
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let apps_by_condition = Family::<ConditionLabels, Gauge>::default();
@@ -58,6 +94,11 @@ impl Default for Metrics {
             "reconcile_errors",
             "Reconciles that failed, by error kind",
             errors.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests reconciles made to the API server, by kind",
+            api_calls.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
@@ -74,6 +115,7 @@ impl Default for Metrics {
             registry,
             reconciles,
             errors,
+            api_calls,
             duration,
             apps_by_condition,
             apps,
@@ -111,6 +153,24 @@ impl Metrics {
                 kind: error.metric_label().to_string(),
             })
             .inc();
+    }
+
+    /// Count one request to the API server.
+    pub fn api_call(&self, call: ApiCall) {
+        self.api_calls
+            .get_or_create(&CallLabels {
+                call: call.label().to_string(),
+            })
+            .inc();
+    }
+
+    /// Requests of `call`'s kind counted so far.
+    pub fn api_calls(&self, call: ApiCall) -> u64 {
+        self.api_calls
+            .get_or_create(&CallLabels {
+                call: call.label().to_string(),
+            })
+            .get()
     }
 
     /// Reconciles counted so far.
@@ -162,6 +222,7 @@ mod tests {
     fn encoded_metrics_name_reconciles_errors_and_duration() {
         let metrics = Metrics::default();
         drop(metrics.reconcile_started());
+        metrics.api_call(ApiCall::Apply);
         metrics.reconcile_failed(&Error::MissingMetadata {
             name: "a".into(),
             field: "uid",
@@ -173,6 +234,10 @@ mod tests {
         );
         assert!(
             text.contains("feather_operator_reconcile_errors_total{kind=\"missing_metadata\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("feather_operator_api_requests_total{call=\"apply\"} 1"),
             "{text}"
         );
         assert!(

@@ -1,6 +1,10 @@
-//! One reconcile of one WasmApp: apply the children that changed, then write the status if it
-//! changed, publishing an Event for every change. An unchanged app costs two or three GETs and
-//! makes no write at all.
+//! One reconcile of one WasmApp: apply the children that changed or drifted, then write the
+//! status if it changed, and publish one Event for what changed.
+//!
+//! Children are read from the controller's caches (the watches it keeps on Deployments,
+//! Services and HPAs), so an unchanged app costs no API request at all. Only a child the cache
+//! does not have is read with a GET before the first apply: the cache holds only objects with
+//! the operator's label, and a same-named object without it may belong to someone else.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -14,20 +18,44 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{Span, debug, field, info, instrument, warn};
 
 use crate::backoff::Backoff;
-use crate::builders::{self, ANNOTATION_AUTOSCALED, required_name, required_namespace, spec_hash};
-use crate::metrics::Metrics;
+use crate::builders::{self, ANNOTATION_AUTOSCALED, required_name, required_namespace};
+use crate::drift::{self, ApplyReason};
+use crate::metrics::{ApiCall, Metrics};
 use crate::status::{self, CONDITION_DEGRADED, CONDITION_READY, ConditionState};
 use crate::types::{GROUP, VERSION};
 use crate::{Error, FIELD_MANAGER, Result, WasmApp, WasmAppStatus};
 
 /// How often an app that is fine is looked at again without any watch event.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The controller's caches of the children it owns, filled by its watches.
+#[derive(Clone)]
+pub struct Children {
+    /// Deployments with the operator's label.
+    pub deployments: Store<Deployment>,
+    /// Services with the operator's label.
+    pub services: Store<Service>,
+    /// HPAs with the operator's label.
+    pub hpas: Store<HorizontalPodAutoscaler>,
+}
+
+impl Children {
+    /// Caches with nothing in them (every child is then read with a GET).
+    pub fn empty() -> Self {
+        Self {
+            deployments: reflector::store().0,
+            services: reflector::store().0,
+            hpas: reflector::store().0,
+        }
+    }
+}
 
 /// What every reconcile shares.
 pub struct Context {
@@ -39,12 +67,24 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Per-app retry delays after failures.
     pub backoff: Backoff,
+    /// Cached children.
+    pub children: Children,
 }
 
 impl Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").finish_non_exhaustive()
     }
+}
+
+/// What a status write changed, for the reconcile's Event.
+struct StatusNews {
+    /// Reason of the headline change (the first bad one, else the first).
+    reason: String,
+    /// Whether the headline change is bad news (Warning).
+    bad: bool,
+    /// One line per changed condition.
+    notes: Vec<String>,
 }
 
 /// Bring the children and the status of `app` to what its spec asks for.
@@ -59,100 +99,174 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     span.record("generation", app.metadata.generation.unwrap_or(0));
 
     let now = Time(Timestamp::now());
-    let mut changes = Vec::new();
-    let applied = apply_children(&app, &ctx, &namespace, &name, &mut changes).await;
-    if !changes.is_empty() {
-        // One event per reconcile that changed children, listing what changed.
-        publish(&ctx, &app, EventType::Normal, "Applied", changes.join("; ")).await;
-    }
-    match applied {
-        Ok(deployment) => {
-            let desired = status::desired_status(&app, Some(&deployment), None, &now);
-            write_status(&app, &ctx, &namespace, &name, desired).await?;
-            ctx.backoff.reset(&app);
-            Ok(Action::requeue(RESYNC_INTERVAL))
-        }
+    let (children, changes) = apply_children(&app, &ctx, &namespace, &name).await;
+    let (desired, failure) = match children {
+        Ok(deployment) => (
+            status::desired_status(&app, Some(&deployment), None, &now),
+            None,
+        ),
         Err(error) => {
             // Tell the user on the app itself; the original error is what the controller
-            // retries on, so a failure to write this status is only logged.
+            // retries on.
             let degraded = ConditionState {
                 status: true,
                 reason: "ApplyFailed",
                 message: error.to_string(),
             };
-            let desired = status::degraded_status(&app, degraded, &now);
-            if let Err(status_error) = write_status(&app, &ctx, &namespace, &name, desired).await {
-                warn!(error = %status_error, "could not record the failure in the status");
-            }
-            Err(error)
+            (status::degraded_status(&app, degraded, &now), Some(error))
         }
+    };
+    let news = match write_status(&app, &ctx, &namespace, &name, &desired).await {
+        Ok(news) => news,
+        Err(status_error) => {
+            publish(&ctx, &app, changes, None).await;
+            return Err(match failure {
+                Some(error) => {
+                    warn!(error = %status_error, "could not record the failure in the status");
+                    error
+                }
+                None => status_error,
+            });
+        }
+    };
+    publish(&ctx, &app, changes, news).await;
+    match failure {
+        None => {
+            ctx.backoff.reset(&app);
+            Ok(Action::requeue(RESYNC_INTERVAL))
+        }
+        Some(error) => Err(error),
     }
 }
 
-/// Apply the Deployment, the Service and the HPA where they differ from the desired ones;
-/// return the Deployment as the API server has it.
+/// Apply the Deployment, the Service and the HPA where they differ from the desired ones
+/// (the three at once); return the Deployment as the API server has it, and a note per child
+/// written (also when another one failed).
 async fn apply_children(
     app: &WasmApp,
     ctx: &Context,
     namespace: &str,
     name: &str,
-    changes: &mut Vec<String>,
-) -> Result<Deployment> {
+) -> (Result<Arc<Deployment>>, Vec<String>) {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let observed = get_opt(&deployments, "Deployment", namespace, name).await?;
-    ensure_owned(observed.as_ref(), app, "Deployment")?;
+    let observed = match observe(
+        &ctx.children.deployments,
+        &deployments,
+        ctx,
+        "Deployment",
+        namespace,
+        name,
+    )
+    .await
+    {
+        Ok(observed) => observed,
+        Err(error) => return (Err(error), Vec::new()),
+    };
     let was_autoscaled = observed
         .as_ref()
         .and_then(|d| d.metadata.annotations.as_ref())
         .and_then(|a| a.get(ANNOTATION_AUTOSCALED))
         .is_some_and(|v| v == "true");
-    let deployment = apply_if_changed(
-        &deployments,
-        app,
-        "Deployment",
-        observed,
-        builders::deployment(app)?,
-        changes,
-    )
-    .await?;
 
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    let observed = get_opt(&services, "Service", namespace, name).await?;
-    ensure_owned(observed.as_ref(), app, "Service")?;
-    let desired = builders::service(app)?;
-    apply_if_changed(&services, app, "Service", observed, desired, changes).await?;
-
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
-    match builders::horizontal_pod_autoscaler(app)? {
-        Some(desired) => {
-            let kind = "HorizontalPodAutoscaler";
-            let observed = get_opt(&hpas, kind, namespace, name).await?;
-            ensure_owned(observed.as_ref(), app, kind)?;
-            apply_if_changed(&hpas, app, kind, observed, desired, changes).await?;
+    let deployment = async {
+        ensure_owned(observed.as_deref(), app, "Deployment")?;
+        let desired = builders::deployment(app)?;
+        apply_if_needed(
+            &deployments,
+            ctx,
+            app,
+            "Deployment",
+            observed.clone(),
+            desired,
+        )
+        .await
+    };
+    let service = async {
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+        let kind = "Service";
+        let observed = observe(
+            &ctx.children.services,
+            &services,
+            ctx,
+            kind,
+            namespace,
+            name,
+        )
+        .await?;
+        ensure_owned(observed.as_deref(), app, kind)?;
+        let desired = builders::service(app)?;
+        apply_if_needed(&services, ctx, app, kind, observed, desired)
+            .await
+            .map(|(_, change)| change)
+    };
+    let hpa = async {
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), namespace);
+        let kind = "HorizontalPodAutoscaler";
+        match builders::horizontal_pod_autoscaler(app)? {
+            Some(desired) => {
+                let observed =
+                    observe(&ctx.children.hpas, &hpas, ctx, kind, namespace, name).await?;
+                ensure_owned(observed.as_deref(), app, kind)?;
+                apply_if_needed(&hpas, ctx, app, kind, observed, desired)
+                    .await
+                    .map(|(_, change)| change)
+            }
+            None if was_autoscaled || ctx.children.hpas.get(&key(namespace, name)).is_some() => {
+                delete_hpa(&hpas, ctx, namespace, name).await
+            }
+            None => Ok(None),
         }
-        None if was_autoscaled => delete_hpa(&hpas, namespace, name, changes).await?,
-        None => {}
+    };
+    let (deployment, service, hpa) = futures::join!(deployment, service, hpa);
+
+    let mut changes = Vec::new();
+    let mut result = deployment.map(|(deployment, change)| {
+        changes.extend(change);
+        deployment
+    });
+    for other in [service, hpa] {
+        match other {
+            Ok(change) => changes.extend(change),
+            Err(error) if result.is_ok() => result = Err(error),
+            Err(error) => warn!(%error, "a second child failed in the same reconcile"),
+        }
     }
-    Ok(deployment)
+    (result, changes)
 }
 
-/// GET that maps 404 to `None` and other failures to an error naming the object.
-async fn get_opt<K>(
+fn key<K>(namespace: &str, name: &str) -> ObjectRef<K>
+where
+    K: Resource<DynamicType = ()>,
+{
+    ObjectRef::new(name).within(namespace)
+}
+
+/// The child as the controller's cache has it; on a miss, as a GET finds it (404 → `None`).
+async fn observe<K>(
+    cache: &Store<K>,
     api: &Api<K>,
+    ctx: &Context,
     kind: &'static str,
     namespace: &str,
     name: &str,
-) -> Result<Option<K>>
+) -> Result<Option<Arc<K>>>
 where
-    K: Resource + Clone + DeserializeOwned + Debug,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    api.get_opt(name).await.map_err(|source| Error::Kube {
-        action: "get",
-        kind,
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        source: Box::new(source),
-    })
+    if let Some(cached) = cache.get(&key(namespace, name)) {
+        return Ok(Some(cached));
+    }
+    ctx.metrics.api_call(ApiCall::Get);
+    api.get_opt(name)
+        .await
+        .map(|found| found.map(Arc::new))
+        .map_err(|source| Error::Kube {
+            action: "get",
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Refuse to take over an object of the app's name that some other owner controls.
@@ -182,27 +296,33 @@ fn ensure_owned<K: Resource>(
     }
 }
 
-/// Server-side apply `desired` unless `observed` already carries the same spec hash.
-async fn apply_if_changed<K>(
+/// Server-side apply `desired` unless `observed` already has it ([`drift::apply_reason`]);
+/// return the child as it now is and, when written, a note saying what was done.
+async fn apply_if_needed<K>(
     api: &Api<K>,
+    ctx: &Context,
     app: &WasmApp,
     kind: &'static str,
-    observed: Option<K>,
+    observed: Option<Arc<K>>,
     desired: K,
-    changes: &mut Vec<String>,
-) -> Result<K>
+) -> Result<(Arc<K>, Option<String>)>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
-    if let Some(observed) = observed.as_ref()
-        && spec_hash(observed).is_some()
-        && spec_hash(observed) == spec_hash(&desired)
-    {
-        debug!(kind, "unchanged; not applied");
-        return Ok(observed.clone());
-    }
+    let verb = match observed {
+        None => "created",
+        Some(observed) => match drift::apply_reason(observed.as_ref(), &desired) {
+            None => {
+                debug!(kind, "unchanged; not applied");
+                return Ok((observed, None));
+            }
+            Some(ApplyReason::Changed) => "updated",
+            Some(ApplyReason::Drifted) => "reverted edits to",
+        },
+    };
     let name = desired.name_any();
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    ctx.metrics.api_call(ApiCall::Apply);
     let applied = api
         .patch(&name, &params, &Patch::Apply(&desired))
         .await
@@ -213,30 +333,24 @@ where
             name: name.clone(),
             source: Box::new(source),
         })?;
-    let verb = if observed.is_some() {
-        "updated"
-    } else {
-        "created"
-    };
     info!(kind, verb, "applied");
-    changes.push(format!("{verb} {kind} {name}"));
-    Ok(applied)
+    Ok((Arc::new(applied), Some(format!("{verb} {kind} {name}"))))
 }
 
 /// Remove the HPA of an app whose autoscaling was turned off.
 async fn delete_hpa(
     api: &Api<HorizontalPodAutoscaler>,
+    ctx: &Context,
     namespace: &str,
     name: &str,
-    changes: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<Option<String>> {
+    ctx.metrics.api_call(ApiCall::Delete);
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             info!("autoscaling turned off; HorizontalPodAutoscaler deleted");
-            changes.push(format!("deleted HorizontalPodAutoscaler {name}"));
-            Ok(())
+            Ok(Some(format!("deleted HorizontalPodAutoscaler {name}")))
         }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(source) => Err(Error::Kube {
             action: "delete",
             kind: "HorizontalPodAutoscaler",
@@ -248,16 +362,16 @@ async fn delete_hpa(
 }
 
 /// Write `desired` to the status subresource with server-side apply, unless it equals the
-/// stored status; publish an Event for every condition whose status or reason changed.
+/// stored status; say which conditions changed their status or reason.
 async fn write_status(
     app: &WasmApp,
     ctx: &Context,
     namespace: &str,
     name: &str,
-    desired: WasmAppStatus,
-) -> Result<()> {
-    if app.status.as_ref() == Some(&desired) {
-        return Ok(());
+    desired: &WasmAppStatus,
+) -> Result<Option<StatusNews>> {
+    if app.status.as_ref() == Some(desired) {
+        return Ok(None);
     }
     let api: Api<WasmApp> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({
@@ -265,6 +379,7 @@ async fn write_status(
         "kind": "WasmApp",
         "status": desired,
     });
+    ctx.metrics.api_call(ApiCall::Status);
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -278,17 +393,20 @@ async fn write_status(
         name: name.to_string(),
         source: Box::new(source),
     })?;
+    Ok(status_news(app.status.as_ref(), desired))
+}
 
-    // One event per status write that changed a condition's status or reason, so a burst of
-    // apps does not cost a burst of events per condition.
+/// The conditions whose status or reason changed from `old` to `new`, headed by the first bad
+/// change (else the first change); `None` when nothing worth an Event changed.
+fn status_news(old: Option<&WasmAppStatus>, new: &WasmAppStatus) -> Option<StatusNews> {
     let mut notes = Vec::new();
     let mut headline: Option<(&str, bool)> = None;
-    for new in &desired.conditions {
-        let old = status::condition(app.status.as_ref(), &new.type_);
-        let changed = match old {
-            Some(old) => old.status != new.status || old.reason != new.reason,
+    for new in &new.conditions {
+        let before = status::condition(old, &new.type_);
+        let changed = match before {
+            Some(before) => before.status != new.status || before.reason != new.reason,
             // A first status: Ready is news either way, Degraded only when true; the
-            // initial Progressing=True is implied by the "Applied" event.
+            // initial Progressing=True is implied by the "Applied" note.
             None => {
                 new.type_ == CONDITION_READY
                     || (new.type_ == CONDITION_DEGRADED && new.status == "True")
@@ -297,37 +415,45 @@ async fn write_status(
         if !changed {
             continue;
         }
-        let bad = (new.type_ == CONDITION_READY && new.status == "False" && old.is_some())
+        let bad = (new.type_ == CONDITION_READY && new.status == "False" && before.is_some())
             || (new.type_ == CONDITION_DEGRADED && new.status == "True");
-        // The event's reason is the first bad change, else the first change.
         if headline.is_none_or(|(_, headline_bad)| bad && !headline_bad) {
             headline = Some((new.reason.as_str(), bad));
         }
         notes.push(format!("{} is {}: {}", new.type_, new.status, new.message));
     }
-    if let Some((reason, bad)) = headline {
-        let type_ = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        publish(ctx, app, type_, reason, notes.join("; ")).await;
-    }
-    Ok(())
+    headline.map(|(reason, bad)| StatusNews {
+        reason: reason.to_string(),
+        bad,
+        notes,
+    })
 }
 
-/// Publish an Event about `app`. Failing to publish is logged, never fatal: the state change
-/// itself is already recorded in the object.
-async fn publish(ctx: &Context, app: &WasmApp, type_: EventType, reason: &str, note: String) {
+/// Publish one Event about `app` for this reconcile: the children written and the conditions
+/// that changed. Its reason is the bad status change if there is one (a Warning), else
+/// "Applied" when children were written, else the status change. Failing to publish is logged,
+/// never fatal: the state itself is already recorded in the objects.
+async fn publish(ctx: &Context, app: &WasmApp, changes: Vec<String>, news: Option<StatusNews>) {
+    let (type_, reason, mut notes) = match news {
+        Some(news) if news.bad => (EventType::Warning, news.reason, news.notes),
+        Some(news) if changes.is_empty() => (EventType::Normal, news.reason, news.notes),
+        Some(news) => (EventType::Normal, "Applied".to_string(), news.notes),
+        None if changes.is_empty() => return,
+        None => (EventType::Normal, "Applied".to_string(), Vec::new()),
+    };
+    let mut all = changes;
+    all.append(&mut notes);
+    let note: String = all.join("; ");
     let event = Event {
         type_,
-        reason: reason.to_string(),
+        reason,
         // The Events API caps the note at 1 kB.
         note: Some(note.chars().take(1000).collect()),
         action: "Reconcile".to_string(),
         secondary: None,
     };
+    ctx.metrics.api_call(ApiCall::Event);
     if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
-        warn!(%error, reason, "could not publish event");
+        warn!(%error, reason = %event.reason, "could not publish event");
     }
 }

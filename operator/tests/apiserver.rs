@@ -5,169 +5,23 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, PostParams};
-use kube::{Client, Config};
+use kube::api::Api;
 use serde_json::json;
 
-use support::{Cluster, Operator, eventually, kubectl, kubectl_stdin};
+use support::env::{TestEnv, http_get, wasmapp};
+use support::{eventually, kubectl};
 
 /// Number of #[tokio::test]s below: the last to finish stops a control plane this run started.
 const TESTS: usize = 7;
 const WAIT: Duration = Duration::from_secs(60);
-const OPERATOR: &str = env!("CARGO_BIN_EXE_feather-operator");
-
-/// One test's namespace, client and operator processes; cleans up (and dumps on failure) when
-/// dropped.
-struct TestEnv {
-    name: &'static str,
-    cluster: &'static Cluster,
-    namespace: String,
-    client: Client,
-    dir: tempfile::TempDir,
-    operators: Vec<Operator>,
-}
-
-impl TestEnv {
-    /// The environment, or None after printing SKIP.
-    async fn start(name: &'static str) -> Option<Self> {
-        let cluster = match support::cluster() {
-            Ok(cluster) => cluster,
-            Err(reason) => {
-                support::skip(name, &reason);
-                support::test_finished(TESTS);
-                return None;
-            }
-        };
-        // Installed once per process for the kube client (the operator binary installs its own).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&cluster.kubeconfig).expect("read kubeconfig"),
-            &Default::default(),
-        )
-        .await
-        .expect("kube config");
-        let client = Client::try_from(config).expect("kube client");
-        let suffix = format!(
-            "{:x}",
-            std::process::id()
-                ^ (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.subsec_nanos())
-                    .unwrap_or(0))
-        );
-        let namespace = format!(
-            "feather-{}-{}",
-            name.replace('_', "-").chars().take(30).collect::<String>(),
-            suffix
-        );
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": namespace}})).expect("ns"),
-            )
-            .await
-            .expect("create test namespace");
-        Some(Self {
-            name,
-            cluster,
-            namespace,
-            client,
-            dir: tempfile::tempdir().expect("temp dir"),
-            operators: Vec::new(),
-        })
-    }
-
-    fn kubeconfig(&self) -> &Path {
-        &self.cluster.kubeconfig
-    }
-
-    /// Start an operator watching only this namespace.
-    fn start_operator(&mut self, extra: &[&str], tag: &str) -> usize {
-        let mut args = vec!["--namespace", self.namespace.as_str()];
-        if !extra.contains(&"--health-addr") {
-            args.extend(["--health-addr", "127.0.0.1:0"]);
-        }
-        args.extend_from_slice(extra);
-        let operator = Operator::start(
-            Path::new(OPERATOR),
-            self.kubeconfig(),
-            &args,
-            self.dir.path(),
-            tag,
-        );
-        self.operators.push(operator);
-        self.operators.len() - 1
-    }
-
-    fn apply(&self, manifest: &serde_json::Value) -> (bool, String, String) {
-        kubectl_stdin(
-            self.kubeconfig(),
-            &["apply", "-n", &self.namespace, "-f", "-"],
-            Some(&manifest.to_string()),
-        )
-    }
-
-    fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn services(&self) -> Api<Service> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-}
-
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        for operator in &mut self.operators {
-            operator.stop();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- {} failed; state of namespace {} ----",
-                self.name, self.namespace
-            );
-            let (_, out, err) = kubectl(
-                self.kubeconfig(),
-                &[
-                    "get",
-                    "wasmapps,deployments,services,hpa,leases,events",
-                    "-n",
-                    &self.namespace,
-                    "-o",
-                    "yaml",
-                ],
-            );
-            eprintln!("{out}{err}");
-            for operator in &self.operators {
-                eprintln!(
-                    "---- operator log {} ----\n{}",
-                    operator.log.display(),
-                    operator.log_text()
-                );
-            }
-        }
-        let _ = kubectl(
-            self.kubeconfig(),
-            &["delete", "namespace", &self.namespace, "--wait=false"],
-        );
-        support::test_finished(TESTS);
-    }
-}
-
-fn wasmapp(name: &str, spec: serde_json::Value) -> serde_json::Value {
-    json!({"apiVersion": "feather.dev/v1alpha1", "kind": "WasmApp", "metadata": {"name": name}, "spec": spec})
-}
 
 #[tokio::test]
 async fn crd_installs_and_kubectl_explain_shows_the_docs() {
-    let Some(env) = TestEnv::start("crd_installs_and_kubectl_explain_shows_the_docs").await else {
+    let Some(env) = TestEnv::start("crd_installs_and_kubectl_explain_shows_the_docs", TESTS).await
+    else {
         return;
     };
     let (ok, out, err) = kubectl(
@@ -211,7 +65,8 @@ async fn crd_installs_and_kubectl_explain_shows_the_docs() {
 
 #[tokio::test]
 async fn invalid_wasmapps_are_refused_naming_the_field() {
-    let Some(env) = TestEnv::start("invalid_wasmapps_are_refused_naming_the_field").await else {
+    let Some(env) = TestEnv::start("invalid_wasmapps_are_refused_naming_the_field", TESTS).await
+    else {
         return;
     };
     let cases = [
@@ -277,7 +132,8 @@ async fn invalid_wasmapps_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn apply_creates_deployment_service_and_status() {
-    let Some(mut env) = TestEnv::start("apply_creates_deployment_service_and_status").await else {
+    let Some(mut env) = TestEnv::start("apply_creates_deployment_service_and_status", TESTS).await
+    else {
         return;
     };
     env.start_operator(&["--leader-elect=false"], "single");
@@ -380,7 +236,8 @@ async fn apply_creates_deployment_service_and_status() {
 
 #[tokio::test]
 async fn an_update_propagates_to_the_deployment() {
-    let Some(mut env) = TestEnv::start("an_update_propagates_to_the_deployment").await else {
+    let Some(mut env) = TestEnv::start("an_update_propagates_to_the_deployment", TESTS).await
+    else {
         return;
     };
     env.start_operator(&["--leader-elect=false"], "single");
@@ -436,7 +293,8 @@ async fn an_update_propagates_to_the_deployment() {
 
 #[tokio::test]
 async fn deleting_the_app_garbage_collects_its_children() {
-    let Some(mut env) = TestEnv::start("deleting_the_app_garbage_collects_its_children").await
+    let Some(mut env) =
+        TestEnv::start("deleting_the_app_garbage_collects_its_children", TESTS).await
     else {
         return;
     };
@@ -480,7 +338,8 @@ async fn deleting_the_app_garbage_collects_its_children() {
 
 #[tokio::test]
 async fn two_operator_replicas_elect_one_leader() {
-    let Some(mut env) = TestEnv::start("two_operator_replicas_elect_one_leader").await else {
+    let Some(mut env) = TestEnv::start("two_operator_replicas_elect_one_leader", TESTS).await
+    else {
         return;
     };
     let ns = env.namespace.clone();
@@ -588,7 +447,8 @@ async fn two_operator_replicas_elect_one_leader() {
 
 #[tokio::test]
 async fn operator_status_and_metrics_endpoints_answer() {
-    let Some(mut env) = TestEnv::start("operator_status_and_metrics_endpoints_answer").await else {
+    let Some(mut env) = TestEnv::start("operator_status_and_metrics_endpoints_answer", TESTS).await
+    else {
         return;
     };
     // A fixed port for this one test so it can be queried.
@@ -617,20 +477,4 @@ async fn operator_status_and_metrics_endpoints_answer() {
     );
     assert_eq!(http_get(addr, "/healthz").await.as_deref(), Some("ok\n"));
     assert_eq!(http_get(addr, "/readyz").await.as_deref(), Some("ok\n"));
-}
-
-/// Minimal HTTP/1.0 GET returning the body of a 200 answer.
-async fn http_get(addr: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }

@@ -46,7 +46,10 @@ pub const ANNOTATION_MAX_CONCURRENCY: &str = "feather.dev/max-concurrency";
 /// empty means none.
 pub const ANNOTATION_ALLOWED_OUTBOUND_HOSTS: &str = "feather.dev/allowed-outbound-hosts";
 /// Annotation on every child: hash of what the operator applied. A child whose hash matches the
-/// desired one is not applied again, which makes a no-op reconcile write nothing.
+/// desired one and that still has every field the operator sets ([`crate::drift`]) is not
+/// applied again, which makes a no-op reconcile write nothing. The hash catches a field the
+/// operator stopped setting (the field comparison alone cannot see a removal); the field
+/// comparison catches hand edits (which leave the hash as it was).
 pub const ANNOTATION_SPEC_HASH: &str = "feather.dev/spec-hash";
 /// Annotation on the Deployment: `"true"` while an HPA owns its replica count, so the
 /// reconciler knows to delete the HPA when autoscaling is turned off.

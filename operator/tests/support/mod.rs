@@ -7,6 +7,9 @@
 //! the binary finishes, or, for a filtered run, right after the process exits).
 #![allow(dead_code)] // each test binary uses a different part
 
+#[cfg(test)]
+pub mod env;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
