@@ -16,9 +16,10 @@ test-operator: ## Operator unit, mock and real-apiserver tests (the latter start
 operator-run: ## Run the operator against $$KUBECONFIG (single replica, no leader election)
 	$(CARGO) run --locked -p feather-operator --bin feather-operator -- --leader-elect=false
 
-bench-operator: ## 1,000 WasmApps against a real apiserver: time to all Deployments, reconciles/s, peak RSS
+bench-operator: ## 1,000 WasmApps against a real apiserver: time to all Deployments beside two baselines, peak RSS
 	$(CARGO) build --locked --release -p feather-operator --bin feather-operator --example bench_apply
 	$(CARGO_TARGET_DIR)/release/examples/bench_apply \
-	  --operator $(CARGO_TARGET_DIR)/release/feather-operator --apps $${FEATHER_BENCH_APPS:-1000}
+	  --operator $(CARGO_TARGET_DIR)/release/feather-operator --apps $${FEATHER_BENCH_APPS:-1000} \
+	  $${FEATHER_BENCH_ARGS:-}
 
 BENCH_TARGETS += bench-operator
