@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config, ResourceExt};
@@ -93,6 +93,14 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
         args.concurrency,
         load_average()
     );
+
+    if let Some(other) = other_operator(&client).await {
+        println!(
+            "  WARNING: another feather-operator runs in this cluster ({other}); it reconciles the \
+             benchmark's apps too, so the figures measure both. Point FEATHER_TEST_KUBECONFIG at \
+             a control plane of your own."
+        );
+    }
 
     let mut baselines = None;
     if !args.skip_baselines {
@@ -246,6 +254,20 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
         if time_ok { "met" } else { "MISSED" },
         if rss_ok { "met" } else { "MISSED" }
     );
+}
+
+/// A pod running a feather-operator image (the chart's), as `namespace/name`.
+async fn other_operator(client: &Client) -> Option<String> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let list = pods.list(&Default::default()).await.ok()?;
+    list.items.into_iter().find_map(|pod| {
+        let runs_operator = pod.spec.as_ref()?.containers.iter().any(|c| {
+            c.image
+                .as_deref()
+                .is_some_and(|image| image.contains("feather-operator"))
+        });
+        runs_operator.then(|| format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()))
+    })
 }
 
 async fn create_namespace(client: &Client, namespace: &str) -> anyhow::Result<()> {
