@@ -14,9 +14,21 @@ use tracing::Instrument;
 
 use crate::events::{Events, TaskFacts};
 
-/// How long an HTTP component may finish in-flight requests after SIGTERM before it is stopped.
-/// kubelet sends SIGKILL after the pod's grace period anyway; this bounds a plain `ctr task kill`.
+/// How long an HTTP component may finish in-flight requests after SIGTERM before it is stopped,
+/// unless `FEATHER_DRAIN_GRACE` says otherwise. kubelet sends SIGKILL after the pod's grace
+/// period anyway; this bounds a plain `ctr task kill`.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// Per-container settings decided at create time.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The network namespace the task's listeners live in (for a pod sandbox: the pod's).
+    pub netns: Option<PathBuf>,
+    /// How long SIGTERM lets in-flight HTTP requests finish.
+    pub drain_grace: Duration,
+    /// The per-instance memory limit in force (spec limit capped by the engine's), for `Stats`.
+    pub memory_limit_bytes: u64,
+}
 
 /// What runs when the task starts.
 pub enum Workload {
@@ -69,8 +81,7 @@ struct Mutable {
 pub struct Container {
     pub facts: TaskFacts,
     pub stats: Stats,
-    /// The network namespace the task's listeners live in (for a pod sandbox: the pod's).
-    pub netns: Option<PathBuf>,
+    pub settings: Settings,
     /// The engine's stop handle (drain or kill the guest).
     stop: StopSignal,
     /// Cancelled on the first terminating signal: what the sandbox and commands wait for.
@@ -105,13 +116,13 @@ impl Container {
         facts: TaskFacts,
         workload: Workload,
         stats: Stats,
-        netns: Option<PathBuf>,
+        settings: Settings,
     ) -> Arc<Self> {
         let (exit, _) = watch::channel(None);
         Arc::new(Self {
             facts,
             stats,
-            netns,
+            settings,
             stop: StopSignal::new(),
             stopping: CancellationToken::new(),
             state: Mutex::new(Mutable {
@@ -250,7 +261,7 @@ impl Container {
             }
             _ => {
                 self.stopping.cancel();
-                self.stop.drain(DRAIN_GRACE);
+                self.stop.drain(self.settings.drain_grace);
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use containerd_shim_protos::api::CreateTaskRequest;
 use feather_engine::{Engine, Limits, Output, Preopen, ProgramKind, RunOptions, Stats};
 
-use crate::container::{Container, Workload};
+use crate::container::{Container, Settings, Workload};
 use crate::events::TaskFacts;
 use crate::grpc::Containerd;
 use crate::netns::bind_in_netns;
@@ -25,6 +25,8 @@ pub struct CreateContext<'a> {
     pub containerd: &'a Containerd,
     pub registry: &'a Registry,
     pub pid: u32,
+    /// How long SIGTERM lets in-flight HTTP requests finish (`FEATHER_DRAIN_GRACE`).
+    pub drain_grace: Duration,
 }
 
 /// The network namespace a container's listener must be bound in.
@@ -52,7 +54,7 @@ fn listener_netns(ctx: &CreateContext<'_>, spec: &TaskSpec) -> Result<Option<Pat
     let sandbox = ctx.registry.get(sandbox_id).ok_or_else(|| {
         format!("pod sandbox {sandbox_id} (annotation {CRI_SANDBOX_ID_ANNOTATION}) is not held by this shim")
     })?;
-    Ok(sandbox.netns.clone())
+    Ok(sandbox.settings.netns.clone())
 }
 
 /// Builds the container for a `CreateTaskRequest`; every error names the container and what
@@ -78,10 +80,27 @@ pub async fn create_container(
         stderr: req.stderr.clone(),
     };
     let stats = Stats::new();
+    let engine_max_memory = ctx.engine.config().max_memory_per_instance;
+    if let Some(limit) = spec.memory_limit_bytes
+        && limit > engine_max_memory
+    {
+        tracing::warn!(
+            container = %req.id,
+            "linux.resources.memory.limit {limit} is above the engine's per-instance maximum \
+             {engine_max_memory}: instances get {engine_max_memory}"
+        );
+    }
+    let mut settings = Settings {
+        netns: None,
+        drain_grace: ctx.drain_grace,
+        memory_limit_bytes: spec
+            .memory_limit_bytes
+            .map_or(engine_max_memory, |limit| limit.min(engine_max_memory)),
+    };
     if spec.is_sandbox() {
         tracing::info!(container = %req.id, "pod sandbox: held until killed");
-        let netns = spec.netns_path.clone();
-        return Ok(Container::new(facts, Workload::Sandbox, stats, netns));
+        settings.netns = spec.netns_path.clone();
+        return Ok(Container::new(facts, Workload::Sandbox, stats, settings));
     }
 
     let (bytes, origin) = find_wasm(ctx, req, &spec).await?;
@@ -120,11 +139,12 @@ pub async fn create_container(
         allowed_outbound_hosts: spec.allowed_outbound_hosts(),
         stats: stats.clone(),
     };
-    let netns = listener_netns(ctx, &spec)?;
+    settings.netns = listener_netns(ctx, &spec)?;
     let workload = match program.kind() {
         ProgramKind::HttpComponent => {
             let port = spec.http_port()?;
-            let listener = bind_in_netns(netns.as_deref(), port)?;
+            let netns = settings.netns.as_deref();
+            let listener = bind_in_netns(netns, port)?;
             tracing::info!(container = %req.id, port, netns = ?netns, "listening");
             Workload::Http {
                 program,
@@ -136,7 +156,7 @@ pub async fn create_container(
             Workload::Command { program, options }
         }
     };
-    Ok(Container::new(facts, workload, stats, netns))
+    Ok(Container::new(facts, workload, stats, settings))
 }
 
 fn output(uri: &str, stream: &'static str) -> Result<Output, String> {

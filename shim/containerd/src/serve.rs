@@ -14,10 +14,12 @@ use feather_engine::{Engine, EngineConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::container::DRAIN_GRACE;
 use crate::events::Events;
 use crate::grpc::Containerd;
 use crate::registry::Registry;
 use crate::service::{Shared, TaskService};
+use crate::spec::parse_duration;
 
 /// The service name containerd 2.x calls, and the one 1.6/1.7 call (identical messages).
 pub const TASK_V3: &str = "containerd.task.v3.Task";
@@ -57,6 +59,22 @@ pub fn engine_config() -> Result<EngineConfig, String> {
     Ok(config)
 }
 
+/// How long SIGTERM lets an HTTP component finish in-flight requests: `FEATHER_DRAIN_GRACE`
+/// (a duration like `30s`, `2m`), else [`DRAIN_GRACE`]. Set it to the longest
+/// `terminationGracePeriodSeconds` of the node's pods: kubelet's SIGKILL ends a drain anyway.
+pub fn drain_grace() -> Result<Duration, String> {
+    parse_drain_grace(std::env::var("FEATHER_DRAIN_GRACE").ok().as_deref())
+}
+
+fn parse_drain_grace(value: Option<&str>) -> Result<Duration, String> {
+    match value {
+        Some(value) if !value.trim().is_empty() => parse_duration(value).ok_or_else(|| {
+            format!("FEATHER_DRAIN_GRACE={value:?} is not a duration like 30s or 2m")
+        }),
+        _ => Ok(DRAIN_GRACE),
+    }
+}
+
 /// Binds our socket. When the path is taken by a live shim, returns `Ok(None)`: that process
 /// already serves this namespace. A stale file (a shim that crashed) is replaced.
 fn bind_socket(path: &Path) -> Result<Option<UnixListener>, String> {
@@ -88,6 +106,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         return Ok(());
     };
     let engine = Engine::new(engine_config()?).map_err(|e| format!("wasm engine: {e}"))?;
+    let drain_grace = drain_grace()?;
     let publisher = RemotePublisher::new(&config.ttrpc_address)
         .await
         .map_err(|e| {
@@ -104,6 +123,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         exit: CancellationToken::new(),
         socket_path: socket_path.clone(),
         pid: std::process::id(),
+        drain_grace,
     });
     let service = TaskService {
         shared: Arc::clone(&shared),
@@ -186,6 +206,18 @@ mod tests {
         assert!(bind_socket(&path).expect("ok").is_none(), "live: reuse");
         drop(first);
         assert!(bind_socket(&path).expect("ok").is_some(), "stale: replaced");
+    }
+
+    #[test]
+    fn drain_grace_defaults_to_30s_and_names_the_variable_when_invalid() {
+        assert_eq!(parse_drain_grace(None), Ok(DRAIN_GRACE));
+        assert_eq!(parse_drain_grace(Some("")), Ok(DRAIN_GRACE));
+        assert_eq!(parse_drain_grace(Some("2m")), Ok(Duration::from_secs(120)));
+        let err = parse_drain_grace(Some("soon")).expect_err("must fail");
+        assert!(
+            err.contains("FEATHER_DRAIN_GRACE") && err.contains("soon"),
+            "{err}"
+        );
     }
 
     #[test]

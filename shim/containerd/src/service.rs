@@ -40,6 +40,8 @@ pub struct Shared {
     /// Our listening socket: removed first on exit, so no new `start` can find us.
     pub socket_path: PathBuf,
     pub pid: u32,
+    /// How long SIGTERM lets in-flight HTTP requests finish (`FEATHER_DRAIN_GRACE`).
+    pub drain_grace: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -112,6 +114,7 @@ impl Task for TaskService {
             containerd: &self.shared.containerd,
             registry: &self.shared.registry,
             pid: self.shared.pid,
+            drain_grace: self.shared.drain_grace,
         };
         let created = create_container(&ctx, &req)
             .instrument(tracing::info_span!("create", container = %req.id))
@@ -264,6 +267,7 @@ impl Task for TaskService {
                 total_rss: snapshot.memory_bytes,
                 usage: MessageField::some(MemoryEntry {
                     usage: snapshot.memory_bytes,
+                    limit: container.settings.memory_limit_bytes,
                     ..Default::default()
                 }),
                 ..Default::default()
