@@ -226,6 +226,25 @@ fn v2_cri_pod_sandbox_and_http_container() {
         1,
         "sandbox and container share one shim process"
     );
+    // kubelet's view of the container (CRI ListContainerStats, answered from the shim's Stats):
+    // the request served above cost CPU time.
+    let stats: serde_json::Value = serde_json::from_str(&crictl(
+        &containerd,
+        &["stats", "-o", "json", "--id", &container],
+    ))
+    .expect("stats json");
+    let entry = &stats["stats"][0];
+    let cpu_nanos = &entry["cpu"]["usageCoreNanoSeconds"]["value"];
+    let cpu_nanos = cpu_nanos
+        .as_str()
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| cpu_nanos.as_u64())
+        .unwrap_or(0);
+    assert!(cpu_nanos > 0, "CPU time reported through CRI: {stats}");
+    assert!(
+        entry["memory"].is_object(),
+        "memory reported through CRI: {stats}"
+    );
 
     crictl(&containerd, &["stop", &container]);
     crictl(&containerd, &["rm", &container]);

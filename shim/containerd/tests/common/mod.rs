@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod oci;
+pub mod task;
 
 /// The engine's guest builder (C components through wit-bindgen and wasm-tools), shared with its
 /// tests; `tests/guests` here links to the engine's guest sources so its paths resolve.
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 /// The namespace the ctr tests use.
 pub const NAMESPACE: &str = "feather-test";
 pub const RUNTIME: &str = "io.containerd.feather.v1";
+
+/// The shim's SIGTERM drain grace under test (`FEATHER_DRAIN_GRACE`).
+pub const DRAIN_GRACE_IN_TESTS: &str = "1h";
 
 /// Which containerd to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +290,9 @@ fn spawn_containerd(flavor: Flavor, dir: &Path) -> Child {
         .env("PATH", path)
         .env("FEATHER_CACHE_DIR", dir.join("wasm-cache"))
         .env("FEATHER_SHIM_LOG", dir.join("shim.log"))
+        // Far longer than any test's hang guard: a SIGKILL that drained instead of stopping
+        // would hang the test (and fail it) rather than pass after the default 30 s grace.
+        .env("FEATHER_DRAIN_GRACE", DRAIN_GRACE_IN_TESTS)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -374,4 +381,18 @@ pub const HTTP_GUEST_BODY: &str = "hello from wasm";
 /// The HTTP component the CRI test and the benchmark serve.
 pub fn http_component() -> Vec<u8> {
     guests::c_component("hello", guests::World::HttpProxy)
+}
+
+/// The HTTP component with one route per behaviour (`tests/guests/http_routes.c`: `/slow?ms=N`,
+/// `/alloc?mb=N`, ...).
+pub fn routes_component() -> Vec<u8> {
+    guests::c_component("http_routes", guests::World::HttpProxy)
+}
+
+/// Writes `<dir>/rootfs-<name>/<name>` with the given bytes and returns the rootfs directory.
+pub fn rootfs_with_bytes(dir: &Path, name: &str, wasm: &[u8]) -> PathBuf {
+    let rootfs = dir.join(format!("rootfs-{}", name.trim_end_matches(".wasm")));
+    fs::create_dir_all(&rootfs).expect("rootfs dir");
+    fs::write(rootfs.join(name), wasm).expect("write wasm");
+    rootfs
 }
