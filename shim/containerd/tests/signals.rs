@@ -81,7 +81,7 @@ fn sigterm_drains_in_flight_requests(flavor: Flavor) {
     let status_while_draining = containerd.task_status("drain-1");
     assert!(
         !request.is_finished(),
-        "the slow request ended before the listener closed: nothing was left to drain"
+        "the in-flight request ended by the time the listener closed: cut instead of drained?"
     );
     assert_eq!(
         status_while_draining.as_deref(),
