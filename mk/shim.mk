@@ -24,11 +24,15 @@ shim-test-deps: $(SHIM_CONTAINERD) $(SHIM_CRICTL) ## containerd 2.x (+ctr) and c
 # The shim's integration tests start containerd 2.x and use crictl: build them first.
 test-integration: shim-test-deps
 
-test-shim: deps shim-test-deps ## Shim unit tests, then ctr and CRI tests against real containerd 2.x and 1.6 (root)
+test-shim: deps shim-test-deps guest-tools ## Shim unit tests, then ctr and CRI tests against real containerd 2.x and 1.6 (root)
 	$(CARGO) test --locked -p $(SHIM_CRATE) --lib --bins
 	$(CARGO) test --locked -p $(SHIM_CRATE) --tests -- --test-threads=1
 
-bench-shim: deps shim-test-deps shim-release ## ctr run to exit, tasks/s, RSS per idle HTTP container: feather vs runc
-	shim/containerd/bench/bench.sh $(CARGO_TARGET_DIR)/release/containerd-shim-feather-v1
+# The idle HTTP containers of the benchmark serve the hello example (examples/hello).
+SHIM_BENCH_HTTP := $(FEATHER_CACHE)/bench/hello-http.wasm
+
+bench-shim: deps shim-test-deps shim-release guest-tools ## ctr run to exit, tasks/s, memory per idle HTTP container: feather vs runc
+	examples/hello/build.sh 1 $(SHIM_BENCH_HTTP)
+	shim/containerd/bench/bench.sh $(CARGO_TARGET_DIR)/release/containerd-shim-feather-v1 $(SHIM_BENCH_HTTP)
 
 BENCH_TARGETS += bench-shim
