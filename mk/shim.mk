@@ -5,7 +5,7 @@ SHIM_CRATE := containerd-shim-feather
 SHIM_CONTAINERD := $(FEATHER_CACHE)/bin/containerd
 SHIM_CRICTL := $(FEATHER_CACHE)/bin/crictl
 
-.PHONY: shim shim-release shim-test-deps test-shim bench-shim
+.PHONY: shim shim-release shim-containerd-1.7 shim-test-deps test-shim bench-shim
 
 shim: ## Build containerd-shim-feather-v1 (debug)
 	$(CARGO) build --locked -p $(SHIM_CRATE) --bin containerd-shim-feather-v1
@@ -19,12 +19,17 @@ $(SHIM_CONTAINERD):
 $(SHIM_CRICTL):
 	@e2e/components.sh build crictl
 
-shim-test-deps: $(SHIM_CONTAINERD) $(SHIM_CRICTL) ## containerd 2.x (+ctr) and crictl from their Go modules, for the shim tests (cached)
+# containerd 1.7 stays in its own directory (bin/containerd is 2.x); the script pins the version
+# and returns at once when it is built.
+shim-containerd-1.7:
+	@shim/containerd/scripts/build-containerd-1.7.sh >/dev/null
+
+shim-test-deps: $(SHIM_CONTAINERD) $(SHIM_CRICTL) shim-containerd-1.7 ## containerd 2.x and 1.7 (+ctr) and crictl from their Go modules, for the shim tests (cached)
 
 # The shim's integration tests start containerd 2.x and use crictl: build them first.
 test-integration: shim-test-deps
 
-test-shim: deps shim-test-deps guest-tools ## Shim unit tests, then ctr and CRI tests against real containerd 2.x and 1.6 (root)
+test-shim: deps shim-test-deps guest-tools ## Shim unit tests, then ctr and CRI tests against real containerd 2.x, 1.7 and 1.6 (root)
 	$(CARGO) test --locked -p $(SHIM_CRATE) --lib --bins
 	$(CARGO) test --locked -p $(SHIM_CRATE) --tests -- --test-threads=1
 

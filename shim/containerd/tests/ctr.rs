@@ -1,6 +1,6 @@
-//! `ctr run` against a real containerd (2.x built from its Go module, and Debian's 1.6): output,
-//! exit codes, kill, cleanup, one shared shim process. Needs root; each test starts its own
-//! containerd (see `common`).
+//! `ctr run` against a real containerd (2.x and 1.7 built from their Go modules, and Debian's
+//! 1.6): output, exit codes, kill, cleanup, one shared shim process. Needs root; each test
+//! starts its own containerd (see `common`).
 
 mod common;
 
@@ -326,6 +326,29 @@ fn v1_6_kill_reports_137_and_143() {
 #[test]
 fn v1_6_several_containers_one_shim_process() {
     one_process_for_many(Flavor::V1_6, 5);
+}
+
+// containerd 1.7 (built from its Go module, `scripts/build-containerd-1.7.sh`): task API v2 and
+// a bare address from `start`, like 1.6, and a `Shutdown` after every delete.
+
+#[test]
+fn v1_7_hello_output_and_exit_codes() {
+    run_hello_and_exit_codes(Flavor::V1_7);
+}
+
+#[test]
+fn v1_7_kill_reports_137_and_143() {
+    kill_reports_128_plus_signal(Flavor::V1_7);
+}
+
+#[test]
+fn v1_7_several_containers_one_shim_process() {
+    one_process_for_many(Flavor::V1_7, 10);
+}
+
+#[test]
+fn v1_7_containerd_restart_finds_running_tasks() {
+    containerd_restart_finds_running_tasks(Flavor::V1_7);
 }
 
 #[test]

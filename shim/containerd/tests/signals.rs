@@ -1,7 +1,7 @@
-//! Signals and crashes against a real containerd (2.x built from its Go module, and Debian's
-//! 1.6): SIGTERM drains an in-flight HTTP request, SIGKILL cuts it, and a `kill -9` of the
-//! shim process leaves containerd with exited tasks and able to start new ones. Needs root and
-//! the guest toolchain (`tests/guests/http_routes.c`); each test starts its own containerd.
+//! Signals and crashes against a real containerd (2.x and 1.7 built from their Go modules, and
+//! Debian's 1.6): SIGTERM drains an in-flight HTTP request, SIGKILL cuts it, and a `kill -9` of
+//! the shim process leaves containerd with exited tasks and able to start new ones. Needs root
+//! and the guest toolchain (`tests/guests/http_routes.c`); each test starts its own containerd.
 //!
 //! The harness runs the shim with `FEATHER_DRAIN_GRACE=1h`, so a SIGKILL that drained instead of
 //! stopping would hang until the hang guard fails the test.
@@ -280,4 +280,9 @@ fn v1_6_sigterm_drains_in_flight_requests() {
 #[test]
 fn v1_6_killed_shim_leaves_exited_tasks() {
     killed_shim_leaves_exited_tasks(Flavor::V1_6);
+}
+
+#[test]
+fn v1_7_killed_shim_leaves_exited_tasks() {
+    killed_shim_leaves_exited_tasks(Flavor::V1_7);
 }

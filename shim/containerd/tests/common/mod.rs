@@ -30,7 +30,12 @@ pub enum Flavor {
     V2,
     /// Debian's containerd 1.6 (`/usr/bin/containerd`).
     V1_6,
+    /// containerd 1.7 built from its Go module by `scripts/build-containerd-1.7.sh`.
+    V1_7,
 }
+
+/// Where `scripts/build-containerd-1.7.sh` puts containerd 1.7 (keep its version in step).
+pub const CONTAINERD_1_7_DIR: &str = "containerd-v1.7.35";
 
 pub fn feather_cache() -> PathBuf {
     std::env::var_os("FEATHER_CACHE")
@@ -46,11 +51,14 @@ pub fn binary(flavor: Flavor, name: &str) -> PathBuf {
     let path = match flavor {
         Flavor::V2 => feather_cache().join("bin").join(name),
         Flavor::V1_6 => PathBuf::from("/usr/bin").join(name),
+        Flavor::V1_7 => feather_cache().join(CONTAINERD_1_7_DIR).join(name),
     };
     assert!(
         path.exists(),
         "{} is missing: run `make shim-test-deps` (containerd 2.x and crictl are built by \
-         `e2e/components.sh build containerd crictl`; containerd 1.6 comes from `scripts/install-deps.sh`)",
+         `e2e/components.sh build containerd crictl`, containerd 1.7 by \
+         `shim/containerd/scripts/build-containerd-1.7.sh`; containerd 1.6 comes from \
+         `scripts/install-deps.sh`)",
         path.display()
     );
     path
@@ -305,7 +313,7 @@ fn config_toml(flavor: Flavor, dir: &Path, socket: &Path, cri: Option<&CriSetup>
     let state = dir.join("state");
     let mut config = match flavor {
         Flavor::V2 => "version = 3\n".to_string(),
-        Flavor::V1_6 => "version = 2\n".to_string(),
+        Flavor::V1_6 | Flavor::V1_7 => "version = 2\n".to_string(),
     };
     // Top-level keys must come before the first table.
     if cri.is_none() {
@@ -332,7 +340,7 @@ fn config_toml(flavor: Flavor, dir: &Path, socket: &Path, cri: Option<&CriSetup>
             cri.cni_conf_dir.display(),
             cri.sandbox_image
         )),
-        (Flavor::V1_6, Some(cri)) => config.push_str(&format!(
+        (Flavor::V1_6 | Flavor::V1_7, Some(cri)) => config.push_str(&format!(
             r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{}"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.feather]
