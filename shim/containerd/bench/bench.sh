@@ -25,7 +25,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 for bin in containerd ctr containerd-shim-runc-v2; do
   [[ -x $cache/bin/$bin ]] || { echo "bench-shim: $cache/bin/$bin missing (make shim-test-deps)" >&2; exit 1; }
 done
-for tool in hyperfine jq bc clang-19; do
+for tool in hyperfine jq ss clang-19; do
   command -v "$tool" >/dev/null || { echo "bench-shim: $tool missing (make deps)" >&2; exit 1; }
 done
 [[ -f $http_wasm ]] || { echo "bench-shim: $http_wasm: no such HTTP component" >&2; exit 1; }
@@ -85,7 +85,8 @@ ctr "${runc[@]}" warm /bin/busybox echo hi >/dev/null
 ctr_cmd="$cache/bin/ctr --address $sock --namespace bench"
 
 median_ms() { jq -r ".results[] | select(.command == \"$2\") | .median * 1000 | . * 10 | round / 10" "$1"; }
-ratio() { printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; } # how many times $1 is $2
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", ($1) }"; } # expression [decimals]
+ratio() { calc "($1) / ($2)"; } # how many times $1 is $2
 
 echo "== 1. ctr run --rm to exit (hyperfine, $runs runs; feather's shim process starts and exits each run)"
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" \
@@ -106,7 +107,7 @@ throughput() { # args...: tasks per second for $tasks `ctr run --rm` with $paral
   seq "$tasks" | xargs -P "$parallel" -I{} "$cache/bin/ctr" --address "$sock" --namespace bench \
     "$@" >/dev/null 2> >(grep -v DEPRECATION >&2)
   end=$(date +%s.%N)
-  echo "scale=1; $tasks / ($end - $start)" | bc
+  calc "$tasks / ($end - $start)" 1
 }
 echo "== 2. create+start+wait+delete per second ($tasks tasks, $parallel in parallel, ctr run --rm; feather's process resident)"
 feather_tps=$(throughput run --rm --runtime io.containerd.feather.v1 --rootfs "$work/rootfs-hello" t{} /hello.wasm)
@@ -127,7 +128,7 @@ mem_kb() { # field pid...
   done
   echo "$total"
 }
-mib_per() { printf "%.2f" "$(echo "scale=4; $1 / $2 / 1024" | bc)"; } # KiB total, count
+mib_per() { calc "$1 / $2 / 1024"; } # KiB total, count
 
 delete_all() { # prefix count
   local i
@@ -199,9 +200,9 @@ done
 read -r -a ns <<<"$sizes"
 if (( ${#ns[@]} >= 2 )); then
   first=${ns[0]} last=${ns[-1]}
-  marginal_kb=$(echo "scale=1; (${feather_pss_kb[$last]} - ${feather_pss_kb[$first]}) / ($last - $first)" | bc)
+  marginal_kb=$(calc "(${feather_pss_kb[$last]} - ${feather_pss_kb[$first]}) / ($last - $first)" 1)
   marginal_ratio="n/a (no growth measured)"
-  if [[ $(echo "$marginal_kb > 0" | bc) == 1 ]]; then
+  if [[ $(calc "$marginal_kb > 0" 0) == 1 ]]; then
     marginal_ratio="runc uses $(ratio "$runc_pss * 1024" "$marginal_kb")x"
   fi
   echo "| memory per added idle HTTP container, N = $first → $last (PSS growth / containers added) |" \
