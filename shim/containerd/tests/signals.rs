@@ -183,6 +183,18 @@ impl Drop for EventLog {
     }
 }
 
+/// The socket of a killed shim: a new shim normally takes the path over (and removes it when it
+/// exits); if the test fails first, nothing would, so it is removed here when nobody listens.
+struct StaleSocket(std::path::PathBuf);
+
+impl Drop for StaleSocket {
+    fn drop(&mut self) {
+        if std::os::unix::net::UnixStream::connect(&self.0).is_err() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// `kill -9` of the shim process (it serves every task of the namespace): containerd notices,
 /// reports each task exited (event with 137, no task left RUNNING), the containers can be
 /// deleted, and a new container starts in a new shim process.
@@ -207,6 +219,7 @@ fn killed_shim_leaves_exited_tasks(flavor: Flavor) {
     }
     let shims = containerd.shim_pids();
     assert_eq!(shims.len(), 1, "one shim process serves both: {shims:?}");
+    let _stale = Containerd::shim_socket(shims[0]).map(StaleSocket);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shims[0] as i32),
         nix::sys::signal::Signal::SIGKILL,
