@@ -50,8 +50,10 @@ install_once() {
 install_once wit-bindgen "$wit_bindgen_version" wit-bindgen-cli --features c
 install_once wasm-tools "$wasm_tools_version" wasm-tools --features component,validate,print
 if $with_wasmtime; then
+  # `serve` alone does not build: serve.rs also needs `run` (crate::common, wasmtime-wasi) and
+  # `component-model-async` (the `futures` dependency), as in the default feature set.
   install_once wasmtime "$wasmtime_version" wasmtime-cli \
-    --features serve,cranelift,pooling-allocator,parallel-compilation,demangle
+    --features run,serve,component-model-async,cranelift,pooling-allocator,parallel-compilation,demangle
 fi
 
 for tool in clang-19 wasm-ld-19; do
