@@ -221,70 +221,79 @@ impl Server {
             }
         };
 
+        // The guest task reports how the call ended here; once the response is on its way
+        // nobody listens any more, and the task logs a late failure itself (no second task).
+        let (outcome_tx, mut outcome_rx) = tokio::sync::oneshot::channel();
         let server = Arc::clone(&self);
-        let guest = self.requests.spawn(
-            async move {
-                let _slot = permit;
-                let outcome = {
-                    let call = async {
-                        let proxy = server.pre.instantiate_async(&mut store).await?;
-                        proxy
-                            .wasi_http_incoming_handler()
-                            .call_handle(&mut store, request, out)
-                            .await
-                    };
-                    let timed_call = timed(&server.workload.stats, call);
-                    let deadline_passed = async {
-                        match deadline {
-                            Some(d) => tokio::time::sleep_until(d.into()).await,
-                            None => std::future::pending().await,
+        // Detached: the task tracker is what `serve` waits for.
+        drop(
+            self.requests.spawn(
+                async move {
+                    let _slot = permit;
+                    let outcome = {
+                        let call = async {
+                            let proxy = server.pre.instantiate_async(&mut store).await?;
+                            proxy
+                                .wasi_http_incoming_handler()
+                                .call_handle(&mut store, request, out)
+                                .await
+                        };
+                        let timed_call = timed(&server.workload.stats, call);
+                        let deadline_passed = async {
+                            match deadline {
+                                Some(d) => tokio::time::sleep_until(d.into()).await,
+                                None => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            result = timed_call => match result {
+                                Ok(()) => Outcome::Finished,
+                                Err(e) if is_deadline(&e, deadline) => Outcome::DeadlineExceeded,
+                                Err(e) => Outcome::Trapped(format!("{e:?}")),
+                            },
+                            () = deadline_passed => Outcome::DeadlineExceeded,
+                            () = server.cancel.cancelled() => Outcome::Cancelled,
                         }
                     };
-                    tokio::select! {
-                        result = timed_call => match result {
-                            Ok(()) => Outcome::Finished,
-                            Err(e) if is_deadline(&e, deadline) => Outcome::DeadlineExceeded,
-                            Err(e) => Outcome::Trapped(format!("{e:?}")),
-                        },
-                        () = deadline_passed => Outcome::DeadlineExceeded,
-                        () = server.cancel.cancelled() => Outcome::Cancelled,
+                    let outcome = match outcome {
+                        Outcome::Trapped(message) => {
+                            Outcome::Trapped(format!("{message}{}", memory_note(&store)))
+                        }
+                        other => other,
+                    };
+                    // The instance is gone (memory counted back) before anyone hears the outcome.
+                    drop(store);
+                    if let Err(outcome) = outcome_tx.send(outcome) {
+                        log_late_outcome(&server.workload.stats, outcome);
                     }
-                };
-                match outcome {
-                    Outcome::Trapped(message) => {
-                        Outcome::Trapped(format!("{message}{}", memory_note(&store)))
-                    }
-                    other => other,
                 }
-            }
-            .in_current_span(),
+                .in_current_span(),
+            ),
         );
 
         match receiver.await {
             Ok(Ok(response)) => {
                 tracing::debug!(status = %response.status(), elapsed = ?started.elapsed(), "response");
-                // The guest keeps running in its task while it streams the body; log how it
-                // ended without holding up the response.
-                let stats = stats.clone();
-                tokio::spawn(
-                    async move {
-                        if let Ok(outcome) = guest.await {
-                            log_late_outcome(&stats, outcome);
-                        }
-                    }
-                    .in_current_span(),
-                );
+                // The guest may still be streaming the body: stop listening for its outcome
+                // (from now on it logs a late failure itself) and log one that came already.
+                outcome_rx.close();
+                if let Ok(outcome) = outcome_rx.try_recv() {
+                    log_late_outcome(stats, outcome);
+                }
                 response
             }
             Ok(Err(code)) => {
                 stats.request_failed();
                 tracing::warn!("guest answered with an error code: {code:?}");
+                // Already counted as failed: hold the receiver until the guest ends so its
+                // end is not reported (and counted) again as a late failure. Rare path.
+                tokio::spawn(outcome_rx);
                 error_response(500, id, "guest error")
             }
             // The guest dropped the response outparam without setting it: see how it ended.
             Err(_) => {
                 stats.request_failed();
-                match guest.await {
+                match outcome_rx.await {
                     Ok(Outcome::DeadlineExceeded) => {
                         tracing::warn!(deadline = ?limits.deadline, "request deadline exceeded: 504");
                         error_response(504, id, "request deadline exceeded")
@@ -298,8 +307,8 @@ impl Server {
                         tracing::warn!("guest returned without setting a response");
                         error_response(500, id, "guest sent no response")
                     }
-                    Err(e) => {
-                        tracing::error!("request task failed: {e}");
+                    Err(_) => {
+                        tracing::error!("request task ended without an outcome (panicked)");
                         error_response(500, id, "guest error")
                     }
                 }

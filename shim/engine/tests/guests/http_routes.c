@@ -8,6 +8,8 @@
 //   GET  /outbound       GET http://<x-target header>/ and answers 200 "upstream: <body>\n",
 //                        or 502 "outbound failed: <error>\n"
 //   GET  /log            prints "log line from the guest" to stdout, then 200 "logged\n"
+//   GET  /late-trap      sends 200 headers and part of the body, then traps
+//   GET  /error-code     answers with error-code internal-error, then traps
 #include "proxy.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +70,34 @@ static void respond(wasi_http_types_own_response_outparam_t out, uint16_t status
     wasi_io_streams_output_stream_drop_own(stream);
     wasi_http_types_error_code_t body_error;
     wasi_http_types_static_outgoing_body_finish(body, NULL, &body_error);
+}
+
+// 200 with headers and the start of a body, then a trap before the body is finished.
+static void late_trap(wasi_http_types_own_response_outparam_t out) {
+    wasi_http_types_own_outgoing_response_t response =
+        wasi_http_types_constructor_outgoing_response(wasi_http_types_constructor_fields());
+    wasi_http_types_own_outgoing_body_t body;
+    wasi_http_types_method_outgoing_response_body(
+        wasi_http_types_borrow_outgoing_response(response), &body);
+    wasi_http_types_own_output_stream_t stream;
+    wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &stream);
+    wasi_http_types_result_own_outgoing_response_error_code_t result = {.is_err = false};
+    result.val.ok = response;
+    wasi_http_types_static_response_outparam_set(out, &result);
+    proxy_list_u8_t bytes = {(uint8_t *)"partial", 7};
+    wasi_io_streams_stream_error_t err;
+    wasi_io_streams_method_output_stream_blocking_write_and_flush(
+        wasi_io_streams_borrow_output_stream(stream), &bytes, &err);
+    __builtin_trap();
+}
+
+// The response is an error code (the host answers 500), then the guest traps anyway.
+static void error_code_then_trap(wasi_http_types_own_response_outparam_t out) {
+    wasi_http_types_result_own_outgoing_response_error_code_t result = {.is_err = true};
+    result.val.err.tag = WASI_HTTP_TYPES_ERROR_CODE_INTERNAL_ERROR;
+    result.val.err.val.internal_error.is_some = false;
+    wasi_http_types_static_response_outparam_set(out, &result);
+    __builtin_trap();
 }
 
 static void respond_str(wasi_http_types_own_response_outparam_t out, uint16_t status,
@@ -261,6 +291,10 @@ void exports_wasi_http_incoming_handler_handle(
         respond_str(out, 200, text);
     } else if (strcmp(route, "/outbound") == 0) {
         outbound(req, out);
+    } else if (strcmp(route, "/late-trap") == 0) {
+        late_trap(out);
+    } else if (strcmp(route, "/error-code") == 0) {
+        error_code_then_trap(out);
     } else if (strcmp(route, "/log") == 0) {
         printf("log line from the guest\n");
         fflush(stdout);
