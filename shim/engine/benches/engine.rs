@@ -107,7 +107,8 @@ fn orchestrate() -> Result<(), BoxError> {
     let work = tempfile::tempdir()?;
     let wasm_path = work.path().join("hello.wasm");
     std::fs::write(&wasm_path, &hello)?;
-    println!("component: tests/guests/hello.c, {} bytes\n", hello.len());
+    println!("component: tests/guests/hello.c, {} bytes", hello.len());
+    println!("machine: {}\n", load_average());
 
     compile_times(&hello, work.path())?;
     instantiation(&hello, work.path())?;
@@ -319,6 +320,12 @@ fn http_servers(wasm_path: &Path, work: &Path) -> Result<(), BoxError> {
     });
     match wasmtime_cli() {
         Some(wasmtime) => {
+            let version = Command::new(&wasmtime).arg("--version").output()?;
+            println!(
+                "baseline: {} ({})",
+                String::from_utf8_lossy(&version.stdout).trim(),
+                wasmtime.display()
+            );
             let port = free_port()?;
             servers.push(Server {
                 name: "wasmtime serve",
@@ -350,23 +357,60 @@ fn http_servers(wasm_path: &Path, work: &Path) -> Result<(), BoxError> {
         wait_ready(s)?;
     }
 
-    let seconds = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10u32);
-    println!("-- HTTP GET / over loopback, wrk --latency, {seconds} s per run, 2 s warm-up --");
+    let seconds = env_u32("BENCH_SECONDS", 10);
+    let rounds = env_u32("BENCH_ROUNDS", 3).max(1);
+    println!(
+        "-- HTTP GET / over loopback: wrk --latency, keep-alive (HTTP/1.1 persistent \
+         connections), {seconds} s per run after a 2 s warm-up, {rounds} round(s) taken in turn \
+         across the servers; median per cell --"
+    );
+    println!("  load before: {}", load_average());
+    // results[conns index][server index] = one WrkResult per round
+    let conn_counts = [1u32, 64];
+    let mut results: Vec<Vec<Vec<WrkResult>>> = conn_counts
+        .iter()
+        .map(|_| servers.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for (ci, &conns) in conn_counts.iter().enumerate() {
+        let threads = conns.min(2);
+        for _ in 0..rounds {
+            for (si, s) in servers.iter().enumerate() {
+                wrk(s.port, threads, conns, 2)?;
+                results[ci][si].push(wrk(s.port, threads, conns, seconds)?);
+            }
+        }
+    }
+    println!("  load after:  {}", load_average());
     println!(
         "  {:<16} {:>5} {:>12} {:>10} {:>10}",
         "server", "conns", "requests/s", "p50", "p99"
     );
-    for conns in [1u32, 64] {
-        for s in &servers {
-            let threads = conns.min(2);
-            wrk(s.port, threads, conns, 2)?;
-            let r = wrk(s.port, threads, conns, seconds)?;
+    let mut medians: Vec<Vec<Cell>> = Vec::new();
+    for (ci, &conns) in conn_counts.iter().enumerate() {
+        let mut row = Vec::new();
+        for (si, s) in servers.iter().enumerate() {
+            let cell = Cell::median(&results[ci][si]);
             println!(
-                "  {:<16} {:>5} {:>12.0} {:>10} {:>10}",
-                s.name, conns, r.requests_per_sec, r.p50, r.p99
+                "  {:<16} {:>5} {:>12.0} {:>10.2?} {:>10.2?}",
+                s.name, conns, cell.requests_per_sec, cell.p50, cell.p99
+            );
+            row.push(cell);
+        }
+        medians.push(row);
+    }
+    println!(
+        "  ratios feather-engine / baseline (req/s: higher is better; latency: lower is better)"
+    );
+    for (ci, &conns) in conn_counts.iter().enumerate() {
+        let ours = &medians[ci][0];
+        for (si, s) in servers.iter().enumerate().skip(1) {
+            let base = &medians[ci][si];
+            println!(
+                "  c={conns:<3} vs {:<16} req/s {:>5.2}x   p50 {:>5.2}x   p99 {:>5.2}x",
+                s.name,
+                ours.requests_per_sec / base.requests_per_sec,
+                ours.p50.as_secs_f64() / base.p50.as_secs_f64(),
+                ours.p99.as_secs_f64() / base.p99.as_secs_f64(),
             );
         }
     }
@@ -374,10 +418,49 @@ fn http_servers(wasm_path: &Path, work: &Path) -> Result<(), BoxError> {
     Ok(())
 }
 
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The load averages from /proc/loadavg (1, 5, 15 min) and the core count.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let avgs: Vec<&str> = load.split_whitespace().take(3).collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("load average {} on {cores} cores", avgs.join(" "))
+}
+
+/// The median of each figure over the rounds of one server at one concurrency.
+struct Cell {
+    requests_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Cell {
+    fn median(runs: &[WrkResult]) -> Cell {
+        let mid = runs.len() / 2;
+        let mut rps: Vec<f64> = runs.iter().map(|r| r.requests_per_sec).collect();
+        rps.sort_by(f64::total_cmp);
+        let mut p50: Vec<Duration> = runs.iter().map(|r| r.p50).collect();
+        p50.sort();
+        let mut p99: Vec<Duration> = runs.iter().map(|r| r.p99).collect();
+        p99.sort();
+        Cell {
+            requests_per_sec: rps[mid],
+            p50: p50[mid],
+            p99: p99[mid],
+        }
+    }
+}
+
 struct WrkResult {
     requests_per_sec: f64,
-    p50: String,
-    p99: String,
+    p50: Duration,
+    p99: Duration,
 }
 
 fn wrk(port: u16, threads: u32, conns: u32, seconds: u32) -> Result<WrkResult, BoxError> {
@@ -404,7 +487,27 @@ fn wrk(port: u16, threads: u32, conns: u32, seconds: u32) -> Result<WrkResult, B
         requests_per_sec: field("Requests/sec:")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("no Requests/sec in wrk output:\n{text}"))?,
-        p50: field("50%").ok_or("no 50% line")?,
-        p99: field("99%").ok_or("no 99% line")?,
+        p50: field("50%")
+            .and_then(|v| parse_wrk_duration(&v))
+            .ok_or_else(|| format!("no 50% line in wrk output:\n{text}"))?,
+        p99: field("99%")
+            .and_then(|v| parse_wrk_duration(&v))
+            .ok_or_else(|| format!("no 99% line in wrk output:\n{text}"))?,
     })
+}
+
+/// wrk's latency figures: `41.00us`, `1.23ms`, `2.00s`, `1.50m`.
+fn parse_wrk_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = v.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
 }
