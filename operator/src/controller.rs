@@ -10,7 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::builders::LABEL_MANAGED_BY;
+use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::reconcile::{Children, Context, reconcile};
 use crate::types::CRD_NAME;
@@ -146,7 +147,7 @@ pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: Str
         instance: Some(instance),
     };
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Publisher::new(client.clone(), reporter),
         client,
         metrics,
         backoff: Backoff::default(),
@@ -155,6 +156,8 @@ pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: Str
             services,
             hpas,
         },
+        pending: Default::default(),
+        recent: Default::default(),
     });
     Running {
         store: controller.store(),

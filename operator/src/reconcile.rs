@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -27,6 +27,8 @@ use tracing::{Span, debug, field, info, instrument, warn};
 use crate::backoff::Backoff;
 use crate::builders::{self, ANNOTATION_AUTOSCALED, required_name, required_namespace};
 use crate::drift::{self, ApplyReason};
+use crate::events::Publisher;
+use crate::memo::{PendingNotes, RecentStatuses};
 use crate::metrics::{ApiCall, Metrics};
 use crate::status::{self, CONDITION_DEGRADED, CONDITION_READY, ConditionState};
 use crate::types::{GROUP, VERSION};
@@ -34,6 +36,10 @@ use crate::{Error, FIELD_MANAGER, Result, WasmApp, WasmAppStatus};
 
 /// How often an app that is fine is looked at again without any watch event.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
+
+/// When a new app, which got only its Deployment, is reconciled again at the latest (the new
+/// Deployment's watch event usually triggers it sooner).
+pub const FOLLOW_UP: Duration = Duration::from_secs(1);
 
 /// The controller's caches of the children it owns, filled by its watches.
 #[derive(Clone)]
@@ -61,14 +67,18 @@ impl Children {
 pub struct Context {
     /// Client to the API server.
     pub client: Client,
-    /// Publishes Events about apps.
-    pub recorder: Recorder,
+    /// Publishes Events about apps (in the background).
+    pub events: Publisher,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Per-app retry delays after failures.
     pub backoff: Backoff,
     /// Cached children.
     pub children: Children,
+    /// Notes for the next Event of apps whose last reconcile published none.
+    pub pending: Arc<PendingNotes>,
+    /// Statuses written but maybe not in the cached apps yet.
+    pub recent: Arc<RecentStatuses>,
 }
 
 impl Debug for Context {
@@ -97,11 +107,26 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     span.record("namespace", namespace.as_str());
     span.record("name", name.as_str());
     span.record("generation", app.metadata.generation.unwrap_or(0));
+    // The status as last written, when the cached app does not show that write yet.
+    let stored = ctx.recent.stored(&app);
+    let app = if stored == app.status {
+        app
+    } else {
+        let mut fresher = (*app).clone();
+        fresher.status = stored;
+        Arc::new(fresher)
+    };
 
     let now = Time(Timestamp::now());
     let (children, changes) = apply_children(&app, &ctx, &namespace, &name).await;
     let (desired, failure) = match children {
-        Ok(deployment) => (
+        Ok(Applied::DeploymentFirst) => {
+            // The rest (Service, HPA, status, Event) in the next reconcile.
+            ctx.pending.add(&app, changes);
+            ctx.backoff.reset(&app);
+            return Ok(Action::requeue(FOLLOW_UP));
+        }
+        Ok(Applied::All(deployment)) => (
             status::desired_status(&app, Some(&deployment), None, &now),
             None,
         ),
@@ -119,7 +144,7 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     let news = match write_status(&app, &ctx, &namespace, &name, &desired).await {
         Ok(news) => news,
         Err(status_error) => {
-            publish(&ctx, &app, changes, None).await;
+            publish(&ctx, &app, changes, None);
             return Err(match failure {
                 Some(error) => {
                     warn!(error = %status_error, "could not record the failure in the status");
@@ -129,7 +154,7 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
             });
         }
     };
-    publish(&ctx, &app, changes, news).await;
+    publish(&ctx, &app, changes, news);
     match failure {
         None => {
             ctx.backoff.reset(&app);
@@ -139,15 +164,27 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     }
 }
 
+/// What [`apply_children`] did.
+enum Applied {
+    /// Only the Deployment, which did not exist: the rest waits for the next reconcile.
+    DeploymentFirst,
+    /// Every child is as desired; the Deployment as the API server has it.
+    All(Arc<Deployment>),
+}
+
 /// Apply the Deployment, the Service and the HPA where they differ from the desired ones
-/// (the three at once); return the Deployment as the API server has it, and a note per child
-/// written (also when another one failed).
+/// (the three at once), and a note per child written (also when another one failed).
+///
+/// An app without a Deployment gets only its Deployment: in a burst of new apps, the object
+/// that starts pods comes first for every app, and the Services, statuses and Events (several
+/// more writes per app, a Service's ClusterIP and endpoints among them) follow in the next
+/// reconcile, which the new Deployment's watch event triggers.
 async fn apply_children(
     app: &WasmApp,
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> (Result<Arc<Deployment>>, Vec<String>) {
+) -> (Result<Applied>, Vec<String>) {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let observed = match observe(
         &ctx.children.deployments,
@@ -162,6 +199,18 @@ async fn apply_children(
         Ok(observed) => observed,
         Err(error) => return (Err(error), Vec::new()),
     };
+    if observed.is_none() {
+        let created = match builders::deployment(app) {
+            Ok(desired) => {
+                apply_if_needed(&deployments, ctx, app, "Deployment", None, desired).await
+            }
+            Err(error) => Err(error),
+        };
+        return match created {
+            Ok((_, change)) => (Ok(Applied::DeploymentFirst), change.into_iter().collect()),
+            Err(error) => (Err(error), Vec::new()),
+        };
+    }
     let was_autoscaled = observed
         .as_ref()
         .and_then(|d| d.metadata.annotations.as_ref())
@@ -222,7 +271,7 @@ async fn apply_children(
     let mut changes = Vec::new();
     let mut result = deployment.map(|(deployment, change)| {
         changes.extend(change);
-        deployment
+        Applied::All(deployment)
     });
     for other in [service, hpa] {
         match other {
@@ -380,19 +429,22 @@ async fn write_status(
         "status": desired,
     });
     ctx.metrics.api_call(ApiCall::Status);
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        action: "patch status",
-        kind: "WasmApp",
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        source: Box::new(source),
-    })?;
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Kube {
+            action: "patch status",
+            kind: "WasmApp",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+    ctx.recent
+        .written(app, written.metadata.resource_version, desired.clone());
     Ok(status_news(app.status.as_ref(), desired))
 }
 
@@ -431,9 +483,12 @@ fn status_news(old: Option<&WasmAppStatus>, new: &WasmAppStatus) -> Option<Statu
 
 /// Publish one Event about `app` for this reconcile: the children written and the conditions
 /// that changed. Its reason is the bad status change if there is one (a Warning), else
-/// "Applied" when children were written, else the status change. Failing to publish is logged,
-/// never fatal: the state itself is already recorded in the objects.
-async fn publish(ctx: &Context, app: &WasmApp, changes: Vec<String>, news: Option<StatusNews>) {
+/// "Applied" when children were written, else the status change. Sent in the background;
+/// failing to publish is logged, never fatal: the state itself is recorded in the objects.
+fn publish(ctx: &Context, app: &WasmApp, changes: Vec<String>, news: Option<StatusNews>) {
+    let mut earlier = ctx.pending.take(app);
+    earlier.extend(changes);
+    let changes = earlier;
     let (type_, reason, mut notes) = match news {
         Some(news) if news.bad => (EventType::Warning, news.reason, news.notes),
         Some(news) if changes.is_empty() => (EventType::Normal, news.reason, news.notes),
@@ -453,7 +508,5 @@ async fn publish(ctx: &Context, app: &WasmApp, changes: Vec<String>, news: Optio
         secondary: None,
     };
     ctx.metrics.api_call(ApiCall::Event);
-    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
-        warn!(%error, reason = %event.reason, "could not publish event");
-    }
+    ctx.events.publish(event, app.object_ref(&()));
 }

@@ -72,19 +72,40 @@ async fn a_hand_edited_child_is_applied_again() {
 #[tokio::test]
 async fn a_child_missing_from_the_cache_is_read_before_it_is_created() {
     // A cached Service, no cached Deployment: the Deployment is looked up (it may exist
-    // without the operator's label) and created; the Service costs nothing.
+    // without the operator's label) and created, alone; status and Event come with the next
+    // reconcile.
     let (app, mut world) = settled_app();
     world.deployment = None;
     world.cached = true;
     let (result, recorded, _) = run(app, world).await;
-    result.expect("reconcile ok");
+    assert_eq!(result.expect("reconcile ok"), Action::requeue(FOLLOW_UP));
     let calls: Vec<(Method, &str)> = recorded
         .iter()
-        .filter(|r| r.path != STATUS && r.path != EVENTS)
         .map(|r| (r.method.clone(), r.path.as_str()))
         .collect();
     assert_eq!(
         calls,
         [(Method::GET, DEPLOYMENT), (Method::PATCH, DEPLOYMENT)]
     );
+}
+
+#[tokio::test]
+async fn a_status_written_but_not_yet_in_the_cache_is_not_written_again() {
+    // Two reconciles in a row see the same cached app (its watch event has not come yet):
+    // the second one neither writes the status again nor repeats the Event.
+    let (mut app, world) = settled_app();
+    app.status = None;
+    let memo = Memo::default();
+    let (result, recorded, _) = run_with(app.clone(), world.clone().cached(), &memo).await;
+    result.expect("reconcile ok");
+    assert_eq!(
+        writes(&recorded),
+        [
+            (Method::PATCH, STATUS.to_string()),
+            (Method::POST, EVENTS.to_string())
+        ]
+    );
+    let (result, recorded, _) = run_with(app, world.cached(), &memo).await;
+    result.expect("reconcile ok");
+    assert!(recorded.is_empty(), "{recorded:?}");
 }

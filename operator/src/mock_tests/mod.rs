@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
@@ -22,8 +22,10 @@ use serde_json::{Value, json};
 use crate::backoff::Backoff;
 use crate::builders::{self, ANNOTATION_AUTOSCALED};
 use crate::controller::error_policy;
+use crate::events::Publisher;
+use crate::memo::{PendingNotes, RecentStatuses};
 use crate::metrics::{ApiCall, Metrics};
-use crate::reconcile::{Children, Context, RESYNC_INTERVAL, reconcile};
+use crate::reconcile::{Children, Context, FOLLOW_UP, RESYNC_INTERVAL, reconcile};
 use crate::status;
 use crate::types::Autoscaling;
 use crate::{Error, WasmApp, WasmAppSpec};
@@ -124,6 +126,22 @@ fn not_found(path: &str) -> (StatusCode, Value) {
 /// Run `reconcile` for `app` against a mock answering from `world`; return its result, the
 /// recorded requests and the metrics.
 async fn run(app: WasmApp, world: World) -> (Result<Action, Error>, Vec<Recorded>, Arc<Metrics>) {
+    run_with(app, world, &Memo::default()).await
+}
+
+/// What the operator remembers between reconciles, to share between runs of one test.
+#[derive(Clone, Default)]
+struct Memo {
+    pending: Arc<PendingNotes>,
+    recent: Arc<RecentStatuses>,
+}
+
+/// [`run`] with what earlier reconciles left in `memo`.
+async fn run_with(
+    app: WasmApp,
+    world: World,
+    memo: &Memo,
+) -> (Result<Action, Error>, Vec<Recorded>, Arc<Metrics>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "demo");
     let app_json = serde_json::to_value(&app).expect("app json");
@@ -164,7 +182,7 @@ async fn run(app: WasmApp, world: World) -> (Result<Action, Error>, Vec<Recorded
         recorded
     });
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
+        events: Publisher::new(
             client.clone(),
             Reporter {
                 controller: "feather-operator".into(),
@@ -175,6 +193,8 @@ async fn run(app: WasmApp, world: World) -> (Result<Action, Error>, Vec<Recorded
         metrics: Arc::new(Metrics::default()),
         backoff: Backoff::default(),
         children: cache,
+        pending: memo.pending.clone(),
+        recent: memo.recent.clone(),
     });
     let result = tokio::time::timeout(
         Duration::from_secs(10),
@@ -214,6 +234,7 @@ fn answer(world: &World, app_json: &Value, request: &Recorded) -> (StatusCode, V
         Method::PATCH if path == STATUS => {
             let mut stored = app_json.clone();
             stored["status"] = request.body["status"].clone();
+            stored["metadata"]["resourceVersion"] = json!("101");
             (StatusCode::OK, stored)
         }
         Method::PATCH | Method::POST => (StatusCode::OK, request.body.clone()),

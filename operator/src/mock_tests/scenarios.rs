@@ -2,34 +2,31 @@
 
 use super::*;
 
-#[tokio::test]
-async fn create_applies_deployment_and_service_then_writes_status_and_events() {
-    let (result, recorded, _) = run(simple_app(), World::default()).await;
-    assert_eq!(
-        result.expect("reconcile ok"),
-        Action::requeue(RESYNC_INTERVAL)
+fn assert_applied_by_the_operator(apply: &Recorded) {
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert!(
+        apply.query.contains("fieldManager=feather-operator"),
+        "{}",
+        apply.query
     );
+    assert!(apply.query.contains("force=true"), "{}", apply.query);
+}
 
-    let mut applies: Vec<&Recorded> = recorded
+#[tokio::test]
+async fn create_applies_the_deployment_first_then_service_status_and_one_event() {
+    let app = simple_app();
+    let memo = Memo::default();
+
+    // First reconcile of a new app: its Deployment alone, nothing else written.
+    let (result, recorded, _) = run_with(app.clone(), World::default(), &memo).await;
+    assert_eq!(result.expect("reconcile ok"), Action::requeue(FOLLOW_UP));
+    assert_eq!(writes(&recorded), [(Method::PATCH, DEPLOYMENT.to_string())]);
+    let apply = recorded
         .iter()
-        .filter(|r| r.method == Method::PATCH && r.path != STATUS)
-        .collect();
-    // The children are applied at once: sort for a stable order.
-    applies.sort_by_key(|r| r.path != DEPLOYMENT);
-    assert_eq!(
-        applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        [DEPLOYMENT, SERVICE]
-    );
-    for apply in &applies {
-        assert_eq!(apply.content_type, "application/apply-patch+yaml");
-        assert!(
-            apply.query.contains("fieldManager=feather-operator"),
-            "{}",
-            apply.query
-        );
-        assert!(apply.query.contains("force=true"), "{}", apply.query);
-    }
-    let deployment = &applies[0].body;
+        .find(|r| r.method == Method::PATCH)
+        .expect("the Deployment applied");
+    assert_applied_by_the_operator(apply);
+    let deployment = &apply.body;
     assert_eq!(deployment["kind"], "Deployment");
     assert_eq!(
         deployment["spec"]["template"]["spec"]["runtimeClassName"],
@@ -40,6 +37,27 @@ async fn create_applies_deployment_and_service_then_writes_status_and_events() {
         deployment["metadata"]["ownerReferences"][0]["kind"],
         "WasmApp"
     );
+
+    // The next one (the new Deployment's watch event): the Service, the status, and one
+    // Event naming both children.
+    let world = World {
+        deployment: Some(serde_json::to_value(stored_deployment(&app, 0)).expect("json")),
+        ..World::default()
+    };
+    let (result, recorded, _) = run_with(app, world, &memo).await;
+    assert_eq!(
+        result.expect("reconcile ok"),
+        Action::requeue(RESYNC_INTERVAL)
+    );
+    let applies: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.method == Method::PATCH && r.path != STATUS)
+        .collect();
+    assert_eq!(
+        applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        [SERVICE]
+    );
+    assert_applied_by_the_operator(applies[0]);
 
     let status_patch = recorded
         .iter()
@@ -62,7 +80,7 @@ async fn create_applies_deployment_and_service_then_writes_status_and_events() {
     assert_eq!(ready["status"], "False");
 
     let events: Vec<&Recorded> = recorded.iter().filter(|r| r.path == EVENTS).collect();
-    assert!(!events.is_empty(), "no event published");
+    assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].body["reason"], "Applied");
     let note = events[0].body["note"].as_str().unwrap_or_default();
     assert!(
@@ -172,13 +190,9 @@ async fn autoscaling_applies_an_hpa_and_turning_it_off_deletes_it() {
         max_replicas: 5,
         target_cpu_utilization_percentage: 80,
     });
+    // A new app: its Deployment first, without replicas (the HPA's to set) ...
     let (result, recorded, _) = run(app.clone(), World::default()).await;
     result.expect("reconcile ok");
-    let hpa = recorded
-        .iter()
-        .find(|r| r.path == HPA && r.method == Method::PATCH)
-        .expect("HPA applied");
-    assert_eq!(hpa.body["spec"]["maxReplicas"], 5);
     let deployment = recorded
         .iter()
         .find(|r| r.path == DEPLOYMENT && r.method == Method::PATCH)
@@ -188,6 +202,18 @@ async fn autoscaling_applies_an_hpa_and_turning_it_off_deletes_it() {
         deployment.body["metadata"]["annotations"][ANNOTATION_AUTOSCALED],
         "true"
     );
+    // ... then the HPA, with the rest.
+    let world = World {
+        deployment: Some(serde_json::to_value(stored_deployment(&app, 0)).expect("json")),
+        ..World::default()
+    };
+    let (result, recorded, _) = run(app.clone(), world).await;
+    result.expect("reconcile ok");
+    let hpa = recorded
+        .iter()
+        .find(|r| r.path == HPA && r.method == Method::PATCH)
+        .expect("HPA applied");
+    assert_eq!(hpa.body["spec"]["maxReplicas"], 5);
 
     // Turn autoscaling off: the observed Deployment still says autoscaled.
     let world = world_with_children(&app, 3);
@@ -293,11 +319,13 @@ async fn errors_requeue_with_backoff() {
     let (offline, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(offline, "demo");
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), "feather-operator".into()),
+        events: Publisher::new(client.clone(), "feather-operator".into()),
         client,
         metrics,
         backoff: Backoff::default(),
         children: Children::empty(),
+        pending: Arc::default(),
+        recent: Arc::default(),
     });
     let app = Arc::new(app);
     let delays: Vec<Action> = (0..4)
