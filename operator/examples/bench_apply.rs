@@ -14,7 +14,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config, ResourceExt};
@@ -72,11 +72,13 @@ async fn main() -> anyhow::Result<()> {
 
 /// What the operator phase measured.
 struct OperatorRun {
-    all_deployments: Duration,
-    applies_done: Duration,
+    milestones: Milestones,
+    /// The operator's /metrics once every app was Ready.
     metrics: String,
     peak_rss_kb: Option<u64>,
     cpu_seconds: Option<f64>,
+    /// Writes the API server served during the phase (all clients), by resource and verb.
+    writes: BTreeMap<String, f64>,
 }
 
 async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> {
@@ -149,7 +151,10 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
         dir.path(),
         "bench",
     );
+    let writes_before = apiserver_writes(&client).await;
     let outcome = run_operator(args, &client, &namespace, &operator).await;
+    let writes_after = apiserver_writes(&client).await;
+    let metrics = http_get("/metrics").await.unwrap_or_default();
     let peak_rss_kb = peak_rss_kb(operator.pid());
     let cpu_seconds = cpu_seconds(operator.pid());
     operator.stop();
@@ -158,15 +163,14 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
     }
     let load_after = load_average();
     delete_namespace(&client, kubeconfig, &namespace).await?;
-    let (all_deployments, applies_done, metrics) = outcome?;
     report(
         args,
         &OperatorRun {
-            all_deployments,
-            applies_done,
+            milestones: outcome?,
             metrics,
             peak_rss_kb,
             cpu_seconds,
+            writes: difference(&writes_after, &writes_before),
         },
         baselines,
         &load_after,
@@ -175,9 +179,15 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
 }
 
 fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)>, load: &str) {
-    let seconds = run.all_deployments.as_secs_f64();
+    let times = &run.milestones;
+    let seconds = times.all_deployments.as_secs_f64();
+    let ready_seconds = times.all_ready.as_secs_f64();
     let metric = |name: &str| metric_value(&run.metrics, name);
-    let reconciles = metric("feather_operator_reconciles_total").unwrap_or(0.0);
+    let reconciles = metric_value(
+        &times.metrics_at_deployments,
+        "feather_operator_reconciles_total",
+    )
+    .unwrap_or(0.0);
     let per_app = |call: &str| {
         metric(&format!(
             "feather_operator_api_requests_total{{call=\"{call}\"}}"
@@ -206,7 +216,7 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
     );
     row(
         "  of which applying the WasmApps",
-        format!("{:.2}s", run.applies_done.as_secs_f64()),
+        format!("{:.2}s", times.applies_done.as_secs_f64()),
         "-",
     );
     if let Some((apply_only, raw)) = baselines {
@@ -222,13 +232,34 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
         );
     }
     row(
-        "reconciles per second",
+        "time until all Services exist",
+        format!("{:.2}s", times.all_services.as_secs_f64()),
+        "-",
+    );
+    row(
+        "time until all apps are Ready",
+        format!("{ready_seconds:.2}s"),
+        "-",
+    );
+    row(
+        "reconciles per second (to all Deployments)",
         format!("{:.0}", reconciles / seconds),
         "-",
     );
-    row("reconciles in that time", format!("{reconciles:.0}"), "-");
+    row(
+        "reconciles to all Deployments / all Ready",
+        format!(
+            "{reconciles:.0} / {:.0}",
+            metric("feather_operator_reconciles_total").unwrap_or(0.0)
+        ),
+        "-",
+    );
     for call in ["get", "apply", "status", "event", "delete"] {
-        row(&format!("API requests: {call}"), per_app(call), "-");
+        row(
+            &format!("operator requests to all Ready: {call}"),
+            per_app(call),
+            "-",
+        );
     }
     match run.cpu_seconds {
         Some(cpu) => row("operator CPU time", format!("{cpu:.2}s"), "-"),
@@ -246,6 +277,23 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
             "unknown".into(),
             &format!("{GOAL_RSS_MB:.0}MB"),
         ),
+    }
+    if !run.writes.is_empty() {
+        let total: f64 = run.writes.values().sum();
+        println!(
+            "  writes the API server served until all Ready (every client): {total:.0} \
+             ({:.1}/app, {:.0}/s)",
+            total / args.apps as f64,
+            total / ready_seconds
+        );
+        let mut by_count: Vec<(&String, &f64)> = run.writes.iter().collect();
+        by_count.sort_by(|a, b| b.1.total_cmp(a.1));
+        for (key, count) in by_count.into_iter().take(14) {
+            println!(
+                "    {key:<54} {count:>7.0} {:>6.2}/app",
+                count / args.apps as f64
+            );
+        }
     }
     let time_ok = seconds <= GOAL_SECONDS;
     let rss_ok = rss_mb.is_some_and(|mb| mb <= GOAL_RSS_MB);
@@ -377,14 +425,32 @@ async fn apply_raw_deployments(
     apply_all(deployments, objects, args.concurrency).await
 }
 
-/// Apply the apps with the operator running and watch until every Deployment exists; returns
-/// (time to all Deployments, time the applies took, the operator's metrics at that moment).
+/// What one of the benchmark's watches saw.
+enum Seen {
+    Deployment(String),
+    Service(String),
+    /// An app, and whether its Ready condition is True.
+    App(String, bool),
+}
+
+/// When each milestone was reached, from the first apply.
+struct Milestones {
+    all_deployments: Duration,
+    all_services: Duration,
+    all_ready: Duration,
+    applies_done: Duration,
+    /// The operator's /metrics when the last Deployment appeared.
+    metrics_at_deployments: String,
+}
+
+/// Apply the apps with the operator running and watch until every Deployment and Service
+/// exists and every app is Ready.
 async fn run_operator(
     args: &Args,
     client: &Client,
     namespace: &str,
     operator: &support::Operator,
-) -> anyhow::Result<(Duration, Duration, String)> {
+) -> anyhow::Result<Milestones> {
     support::eventually(
         "the operator's /readyz",
         Duration::from_secs(60),
@@ -398,41 +464,79 @@ async fn run_operator(
     // Let the controller's initial (empty) lists finish before the clock starts.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // Count Deployments from a watch (a poll that lists 1,000 objects ten times a second
-    // would itself load the API server).
+    // Watches, not polls (a poll that lists 1,000 objects ten times a second would itself
+    // load the API server). Each starts with a list, so objects made before its first poll
+    // still count.
+    let labelled =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=feather-operator");
     let deployments: Api<PartialObjectMeta<Deployment>> =
         Api::namespaced(client.clone(), namespace);
-    let config = watcher::Config::default().labels("app.kubernetes.io/managed-by=feather-operator");
-    let mut seen = HashSet::new();
-    let mut events = std::pin::pin!(watcher(deployments, config).touched_objects());
-    // The watch starts with a list, so Deployments made before its first poll still count.
-    let start = Instant::now();
+    let services: Api<PartialObjectMeta<Service>> = Api::namespaced(client.clone(), namespace);
     let apps: Api<feather_operator::WasmApp> = Api::namespaced(client.clone(), namespace);
+    let seen = futures::stream::select_all([
+        watcher(deployments, labelled.clone())
+            .touched_objects()
+            .map_ok(|d| Seen::Deployment(d.name_any()))
+            .boxed(),
+        watcher(services, labelled)
+            .touched_objects()
+            .map_ok(|s| Seen::Service(s.name_any()))
+            .boxed(),
+        watcher(apps.clone(), watcher::Config::default())
+            .touched_objects()
+            .map_ok(|app| {
+                let ready = feather_operator::status::is_true(
+                    app.status.as_ref(),
+                    feather_operator::status::CONDITION_READY,
+                );
+                Seen::App(app.name_any(), ready)
+            })
+            .boxed(),
+    ]);
+    let mut seen = std::pin::pin!(seen);
+    let start = Instant::now();
     let objects = (0..args.apps)
         .map(|i| (app_name(i), wasmapp(&app_name(i))))
         .collect();
-    let concurrency = args.concurrency;
-    let mut applying = tokio::spawn(apply_all(apps, objects, concurrency));
+    let mut applying = tokio::spawn(apply_all(apps, objects, args.concurrency));
     let mut applies_done = None;
-    let all_deployments = loop {
+    let (mut deployment_names, mut service_names, mut ready_names) =
+        (HashSet::new(), HashSet::new(), HashSet::new());
+    let (mut all_deployments, mut all_services, mut all_ready) = (None, None, None);
+    let mut metrics_at_deployments = String::new();
+    while all_deployments.is_none() || all_services.is_none() || all_ready.is_none() {
         tokio::select! {
             done = &mut applying, if applies_done.is_none() => {
                 done??;
                 applies_done = Some(start.elapsed());
             }
-            event = tokio::time::timeout(PHASE_LIMIT, events.next()) => {
-                let object = event
+            event = tokio::time::timeout(PHASE_LIMIT, seen.next()) => {
+                let event = event
                     .map_err(|_| anyhow::anyhow!(
-                        "only {} of {} Deployments after {PHASE_LIMIT:?}; see the operator log {}",
-                        seen.len(), args.apps, operator.log.display()))?
-                    .context("the Deployment watch ended")??;
-                seen.insert(object.name_any());
-                if seen.len() >= args.apps {
-                    break start.elapsed();
+                        "after {PHASE_LIMIT:?}: {} Deployments, {} Services, {} apps Ready of {}; \
+                         see the operator log {}",
+                        deployment_names.len(), service_names.len(), ready_names.len(),
+                        args.apps, operator.log.display()))?
+                    .context("a watch ended")??;
+                match event {
+                    Seen::Deployment(name) => { deployment_names.insert(name); }
+                    Seen::Service(name) => { service_names.insert(name); }
+                    Seen::App(name, true) => { ready_names.insert(name); }
+                    Seen::App(name, false) => { ready_names.remove(&name); }
+                }
+                if all_deployments.is_none() && deployment_names.len() >= args.apps {
+                    all_deployments = Some(start.elapsed());
+                    metrics_at_deployments = http_get("/metrics").await.unwrap_or_default();
+                }
+                if all_services.is_none() && service_names.len() >= args.apps {
+                    all_services = Some(start.elapsed());
+                }
+                if all_ready.is_none() && ready_names.len() >= args.apps {
+                    all_ready = Some(start.elapsed());
                 }
             }
         }
-    };
+    }
     let applies_done = match applies_done {
         Some(done) => done,
         None => {
@@ -440,8 +544,65 @@ async fn run_operator(
             start.elapsed()
         }
     };
-    let metrics = http_get("/metrics").await.unwrap_or_default();
-    Ok((all_deployments, applies_done, metrics))
+    let elapsed = start.elapsed();
+    Ok(Milestones {
+        all_deployments: all_deployments.unwrap_or(elapsed),
+        all_services: all_services.unwrap_or(elapsed),
+        all_ready: all_ready.unwrap_or(elapsed),
+        applies_done,
+        metrics_at_deployments,
+    })
+}
+
+/// The API server's count of mutating requests so far, by `group/resource[/subresource] VERB
+/// code` (from its /metrics; empty when it cannot be read).
+async fn apiserver_writes(client: &Client) -> BTreeMap<String, f64> {
+    let mut writes = BTreeMap::new();
+    let Ok(request) = http::Request::get("/metrics").body(Vec::new()) else {
+        return writes;
+    };
+    let Ok(text) = client.request_text(request).await else {
+        return writes;
+    };
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\""))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if matches!(verb.as_str(), "GET" | "LIST" | "WATCH" | "CONNECT") {
+            continue;
+        }
+        let mut resource = format!("{}/{}", label("group"), label("resource"));
+        let subresource = label("subresource");
+        if !subresource.is_empty() {
+            resource = format!("{resource}/{subresource}");
+        }
+        let key = format!("{resource} {verb} {}", label("code"));
+        let count: f64 = value.trim().parse().unwrap_or(0.0);
+        *writes.entry(key).or_insert(0.0) += count;
+    }
+    writes
+}
+
+fn difference(
+    after: &BTreeMap<String, f64>,
+    before: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(key, count)| (key.clone(), count - before.get(key).copied().unwrap_or(0.0)))
+        .filter(|(_, count)| *count > 0.0)
+        .collect()
 }
 
 fn metric_value(metrics: &str, name: &str) -> Option<f64> {
