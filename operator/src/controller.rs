@@ -156,7 +156,6 @@ pub fn build(client: Client, scope: &Scope, metrics: Arc<Metrics>, instance: Str
             services,
             hpas,
         },
-        pending: Default::default(),
         recent: Default::default(),
     });
     Running {

@@ -1,12 +1,8 @@
 //! What the operator remembers between reconciles, in memory only (a restart forgets it and
-//! loses nothing but an Event note or one redundant write):
-//!
-//! - [`PendingNotes`]: children written by a reconcile that published no Event (a new app's
-//!   Deployment), for the app's next Event;
-//! - [`RecentStatuses`]: the status this operator last wrote for an app, until the watch has
-//!   brought it to the cache. Without it, a reconcile that runs before the app's watch event
-//!   arrives compares with the old status and writes the same status again, with a duplicate
-//!   Event.
+//! costs at most one redundant write): the status this operator last wrote for an app, until
+//! the watch has brought it to the cache. Without it, a reconcile that runs before the app's
+//! watch event arrives compares with the old status and writes the same status again, with a
+//! duplicate Event.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,32 +16,6 @@ use crate::{WasmApp, WasmAppStatus};
 /// before that; if someone else changes the status meanwhile, the next reconcile after this
 /// sees it).
 pub const RECENT_STATUS_TTL: Duration = Duration::from_secs(30);
-
-/// Notes for the next Event of apps whose last reconcile published none.
-#[derive(Debug, Default)]
-pub struct PendingNotes(Mutex<HashMap<ObjectRef<WasmApp>, Vec<String>>>);
-
-impl PendingNotes {
-    /// Keep `notes` for `app`'s next Event.
-    pub fn add(&self, app: &WasmApp, notes: Vec<String>) {
-        if notes.is_empty() {
-            return;
-        }
-        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .entry(ObjectRef::from_obj(app))
-            .or_default()
-            .extend(notes);
-    }
-
-    /// The notes kept for `app`, forgotten here.
-    pub fn take(&self, app: &WasmApp) -> Vec<String> {
-        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .remove(&ObjectRef::from_obj(app))
-            .unwrap_or_default()
-    }
-}
 
 /// A status this operator wrote: when, the app's resourceVersion the write produced, and the
 /// status.
@@ -128,15 +98,5 @@ mod tests {
         let caught_up = app("11", Some(status(2)));
         assert_eq!(recent.stored(&caught_up), Some(status(2)));
         assert_eq!(recent.stored(&stale), Some(status(1)));
-    }
-
-    #[test]
-    fn pending_notes_are_taken_once() {
-        let notes = PendingNotes::default();
-        let hello = app("1", None);
-        notes.add(&hello, vec!["created Deployment hello".into()]);
-        notes.add(&hello, Vec::new());
-        assert_eq!(notes.take(&hello), ["created Deployment hello"]);
-        assert!(notes.take(&hello).is_empty());
     }
 }

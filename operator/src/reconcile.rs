@@ -28,7 +28,7 @@ use crate::backoff::Backoff;
 use crate::builders::{self, ANNOTATION_AUTOSCALED, required_name, required_namespace};
 use crate::drift::{self, ApplyReason};
 use crate::events::Publisher;
-use crate::memo::{PendingNotes, RecentStatuses};
+use crate::memo::RecentStatuses;
 use crate::metrics::{ApiCall, Metrics};
 use crate::status::{self, CONDITION_DEGRADED, CONDITION_READY, ConditionState};
 use crate::types::{GROUP, VERSION};
@@ -36,10 +36,6 @@ use crate::{Error, FIELD_MANAGER, Result, WasmApp, WasmAppStatus};
 
 /// How often an app that is fine is looked at again without any watch event.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(600);
-
-/// When a new app, which got only its Deployment, is reconciled again at the latest (the new
-/// Deployment's watch event usually triggers it sooner).
-pub const FOLLOW_UP: Duration = Duration::from_secs(1);
 
 /// The controller's caches of the children it owns, filled by its watches.
 #[derive(Clone)]
@@ -75,8 +71,6 @@ pub struct Context {
     pub backoff: Backoff,
     /// Cached children.
     pub children: Children,
-    /// Notes for the next Event of apps whose last reconcile published none.
-    pub pending: Arc<PendingNotes>,
     /// Statuses written but maybe not in the cached apps yet.
     pub recent: Arc<RecentStatuses>,
 }
@@ -120,13 +114,7 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     let now = Time(Timestamp::now());
     let (children, changes) = apply_children(&app, &ctx, &namespace, &name).await;
     let (desired, failure) = match children {
-        Ok(Applied::DeploymentFirst) => {
-            // The rest (Service, HPA, status, Event) in the next reconcile.
-            ctx.pending.add(&app, changes);
-            ctx.backoff.reset(&app);
-            return Ok(Action::requeue(FOLLOW_UP));
-        }
-        Ok(Applied::All(deployment)) => (
+        Ok(deployment) => (
             status::desired_status(&app, Some(&deployment), None, &now),
             None,
         ),
@@ -164,27 +152,15 @@ pub async fn reconcile(app: Arc<WasmApp>, ctx: Arc<Context>) -> Result<Action> {
     }
 }
 
-/// What [`apply_children`] did.
-enum Applied {
-    /// Only the Deployment, which did not exist: the rest waits for the next reconcile.
-    DeploymentFirst,
-    /// Every child is as desired; the Deployment as the API server has it.
-    All(Arc<Deployment>),
-}
-
 /// Apply the Deployment, the Service and the HPA where they differ from the desired ones
-/// (the three at once), and a note per child written (also when another one failed).
-///
-/// An app without a Deployment gets only its Deployment: in a burst of new apps, the object
-/// that starts pods comes first for every app, and the Services, statuses and Events (several
-/// more writes per app, a Service's ClusterIP and endpoints among them) follow in the next
-/// reconcile, which the new Deployment's watch event triggers.
+/// (the three at once); return the Deployment as the API server has it, and a note per child
+/// written (also when another one failed).
 async fn apply_children(
     app: &WasmApp,
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> (Result<Applied>, Vec<String>) {
+) -> (Result<Arc<Deployment>>, Vec<String>) {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
     let observed = match observe(
         &ctx.children.deployments,
@@ -199,18 +175,6 @@ async fn apply_children(
         Ok(observed) => observed,
         Err(error) => return (Err(error), Vec::new()),
     };
-    if observed.is_none() {
-        let created = match builders::deployment(app) {
-            Ok(desired) => {
-                apply_if_needed(&deployments, ctx, app, "Deployment", None, desired).await
-            }
-            Err(error) => Err(error),
-        };
-        return match created {
-            Ok((_, change)) => (Ok(Applied::DeploymentFirst), change.into_iter().collect()),
-            Err(error) => (Err(error), Vec::new()),
-        };
-    }
     let was_autoscaled = observed
         .as_ref()
         .and_then(|d| d.metadata.annotations.as_ref())
@@ -271,7 +235,7 @@ async fn apply_children(
     let mut changes = Vec::new();
     let mut result = deployment.map(|(deployment, change)| {
         changes.extend(change);
-        Applied::All(deployment)
+        deployment
     });
     for other in [service, hpa] {
         match other {
@@ -486,9 +450,6 @@ fn status_news(old: Option<&WasmAppStatus>, new: &WasmAppStatus) -> Option<Statu
 /// "Applied" when children were written, else the status change. Sent in the background;
 /// failing to publish is logged, never fatal: the state itself is recorded in the objects.
 fn publish(ctx: &Context, app: &WasmApp, changes: Vec<String>, news: Option<StatusNews>) {
-    let mut earlier = ctx.pending.take(app);
-    earlier.extend(changes);
-    let changes = earlier;
     let (type_, reason, mut notes) = match news {
         Some(news) if news.bad => (EventType::Warning, news.reason, news.notes),
         Some(news) if changes.is_empty() => (EventType::Normal, news.reason, news.notes),

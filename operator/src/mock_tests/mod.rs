@@ -23,9 +23,9 @@ use crate::backoff::Backoff;
 use crate::builders::{self, ANNOTATION_AUTOSCALED};
 use crate::controller::error_policy;
 use crate::events::Publisher;
-use crate::memo::{PendingNotes, RecentStatuses};
+use crate::memo::RecentStatuses;
 use crate::metrics::{ApiCall, Metrics};
-use crate::reconcile::{Children, Context, FOLLOW_UP, RESYNC_INTERVAL, reconcile};
+use crate::reconcile::{Children, Context, RESYNC_INTERVAL, reconcile};
 use crate::status;
 use crate::types::Autoscaling;
 use crate::{Error, WasmApp, WasmAppSpec};
@@ -132,7 +132,6 @@ async fn run(app: WasmApp, world: World) -> (Result<Action, Error>, Vec<Recorded
 /// What the operator remembers between reconciles, to share between runs of one test.
 #[derive(Clone, Default)]
 struct Memo {
-    pending: Arc<PendingNotes>,
     recent: Arc<RecentStatuses>,
 }
 
@@ -193,7 +192,6 @@ async fn run_with(
         metrics: Arc::new(Metrics::default()),
         backoff: Backoff::default(),
         children: cache,
-        pending: memo.pending.clone(),
         recent: memo.recent.clone(),
     });
     let result = tokio::time::timeout(

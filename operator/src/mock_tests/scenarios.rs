@@ -13,20 +13,27 @@ fn assert_applied_by_the_operator(apply: &Recorded) {
 }
 
 #[tokio::test]
-async fn create_applies_the_deployment_first_then_service_status_and_one_event() {
-    let app = simple_app();
-    let memo = Memo::default();
+async fn create_applies_deployment_and_service_then_writes_status_and_one_event() {
+    let (result, recorded, _) = run(simple_app(), World::default()).await;
+    assert_eq!(
+        result.expect("reconcile ok"),
+        Action::requeue(RESYNC_INTERVAL)
+    );
 
-    // First reconcile of a new app: its Deployment alone, nothing else written.
-    let (result, recorded, _) = run_with(app.clone(), World::default(), &memo).await;
-    assert_eq!(result.expect("reconcile ok"), Action::requeue(FOLLOW_UP));
-    assert_eq!(writes(&recorded), [(Method::PATCH, DEPLOYMENT.to_string())]);
-    let apply = recorded
+    let mut applies: Vec<&Recorded> = recorded
         .iter()
-        .find(|r| r.method == Method::PATCH)
-        .expect("the Deployment applied");
-    assert_applied_by_the_operator(apply);
-    let deployment = &apply.body;
+        .filter(|r| r.method == Method::PATCH && r.path != STATUS)
+        .collect();
+    // The children are applied at once: sort for a stable order.
+    applies.sort_by_key(|r| r.path != DEPLOYMENT);
+    assert_eq!(
+        applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        [DEPLOYMENT, SERVICE]
+    );
+    for apply in &applies {
+        assert_applied_by_the_operator(apply);
+    }
+    let deployment = &applies[0].body;
     assert_eq!(deployment["kind"], "Deployment");
     assert_eq!(
         deployment["spec"]["template"]["spec"]["runtimeClassName"],
@@ -37,27 +44,6 @@ async fn create_applies_the_deployment_first_then_service_status_and_one_event()
         deployment["metadata"]["ownerReferences"][0]["kind"],
         "WasmApp"
     );
-
-    // The next one (the new Deployment's watch event): the Service, the status, and one
-    // Event naming both children.
-    let world = World {
-        deployment: Some(serde_json::to_value(stored_deployment(&app, 0)).expect("json")),
-        ..World::default()
-    };
-    let (result, recorded, _) = run_with(app, world, &memo).await;
-    assert_eq!(
-        result.expect("reconcile ok"),
-        Action::requeue(RESYNC_INTERVAL)
-    );
-    let applies: Vec<&Recorded> = recorded
-        .iter()
-        .filter(|r| r.method == Method::PATCH && r.path != STATUS)
-        .collect();
-    assert_eq!(
-        applies.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        [SERVICE]
-    );
-    assert_applied_by_the_operator(applies[0]);
 
     let status_patch = recorded
         .iter()
@@ -79,6 +65,7 @@ async fn create_applies_the_deployment_first_then_service_status_and_one_event()
         .expect("Ready condition");
     assert_eq!(ready["status"], "False");
 
+    // One Event for the reconcile, naming both children.
     let events: Vec<&Recorded> = recorded.iter().filter(|r| r.path == EVENTS).collect();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].body["reason"], "Applied");
@@ -190,9 +177,13 @@ async fn autoscaling_applies_an_hpa_and_turning_it_off_deletes_it() {
         max_replicas: 5,
         target_cpu_utilization_percentage: 80,
     });
-    // A new app: its Deployment first, without replicas (the HPA's to set) ...
     let (result, recorded, _) = run(app.clone(), World::default()).await;
     result.expect("reconcile ok");
+    let hpa = recorded
+        .iter()
+        .find(|r| r.path == HPA && r.method == Method::PATCH)
+        .expect("HPA applied");
+    assert_eq!(hpa.body["spec"]["maxReplicas"], 5);
     let deployment = recorded
         .iter()
         .find(|r| r.path == DEPLOYMENT && r.method == Method::PATCH)
@@ -202,18 +193,6 @@ async fn autoscaling_applies_an_hpa_and_turning_it_off_deletes_it() {
         deployment.body["metadata"]["annotations"][ANNOTATION_AUTOSCALED],
         "true"
     );
-    // ... then the HPA, with the rest.
-    let world = World {
-        deployment: Some(serde_json::to_value(stored_deployment(&app, 0)).expect("json")),
-        ..World::default()
-    };
-    let (result, recorded, _) = run(app.clone(), world).await;
-    result.expect("reconcile ok");
-    let hpa = recorded
-        .iter()
-        .find(|r| r.path == HPA && r.method == Method::PATCH)
-        .expect("HPA applied");
-    assert_eq!(hpa.body["spec"]["maxReplicas"], 5);
 
     // Turn autoscaling off: the observed Deployment still says autoscaled.
     let world = world_with_children(&app, 3);
@@ -324,7 +303,6 @@ async fn errors_requeue_with_backoff() {
         metrics,
         backoff: Backoff::default(),
         children: Children::empty(),
-        pending: Arc::default(),
         recent: Arc::default(),
     });
     let app = Arc::new(app);
