@@ -48,6 +48,13 @@ struct Args {
     /// The operator's --concurrency (reconciles in flight); its own default when unset.
     #[arg(long)]
     operator_concurrency: Option<u16>,
+    /// More arguments for the operator (repeatable), e.g. --operator-arg=--debounce-ms=0.
+    #[arg(long, allow_hyphen_values = true)]
+    operator_arg: Vec<String>,
+    /// Stop once every Deployment and Service exists (do not wait for every app to be
+    /// Ready, which the controller-manager's Deployment controller paces).
+    #[arg(long)]
+    skip_ready: bool,
     /// Measure only the operator, not the two baselines.
     #[arg(long)]
     skip_baselines: bool,
@@ -73,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
 /// What the operator phase measured.
 struct OperatorRun {
     milestones: Milestones,
-    /// The operator's /metrics once every app was Ready.
+    /// The operator's /metrics at the end (every app Ready, or every Service there).
     metrics: String,
     peak_rss_kb: Option<u64>,
     cpu_seconds: Option<f64>,
@@ -144,6 +151,7 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
     if let Some(concurrency) = &concurrency {
         operator_args.extend(["--concurrency", concurrency]);
     }
+    operator_args.extend(args.operator_arg.iter().map(String::as_str));
     let mut operator = support::Operator::start(
         &args.operator,
         kubeconfig,
@@ -181,7 +189,8 @@ async fn bench(args: &Args, kubeconfig: &std::path::Path) -> anyhow::Result<()> 
 fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)>, load: &str) {
     let times = &run.milestones;
     let seconds = times.all_deployments.as_secs_f64();
-    let ready_seconds = times.all_ready.as_secs_f64();
+    // The write figures cover the run up to all Ready, else up to all Services.
+    let end_seconds = times.all_ready.unwrap_or(times.all_services).as_secs_f64();
     let metric = |name: &str| metric_value(&run.metrics, name);
     let reconciles = metric_value(
         &times.metrics_at_deployments,
@@ -201,12 +210,13 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
         println!("  {figure:<44} {measured:>20} {goal:>8}");
     };
     println!(
-        "\noperator benchmark: {} WasmApps, {} applies in flight, operator --concurrency {}, \
+        "\noperator benchmark: {} WasmApps, {} applies in flight, operator --concurrency {} {}, \
          release build; load average after: {load}",
         args.apps,
         args.concurrency,
         args.operator_concurrency
             .map_or_else(|| "default".to_string(), |c| c.to_string()),
+        args.operator_arg.join(" "),
     );
     row("figure", "measured".into(), "goal");
     row(
@@ -231,6 +241,26 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
             "-",
         );
     }
+    let quantiles = |times: &[Duration]| {
+        [0.1, 0.5, 0.9]
+            .map(|q| {
+                let index = ((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1));
+                times
+                    .get(index)
+                    .map_or_else(|| "-".to_string(), |t| format!("{:.1}", t.as_secs_f64()))
+            })
+            .join(" / ")
+    };
+    row(
+        "  10% / 50% / 90% of Deployments by (s)",
+        quantiles(&times.deployment_times),
+        "-",
+    );
+    row(
+        "  10% / 50% / 90% of Services by (s)",
+        quantiles(&times.service_times),
+        "-",
+    );
     row(
         "time until all Services exist",
         format!("{:.2}s", times.all_services.as_secs_f64()),
@@ -238,7 +268,10 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
     );
     row(
         "time until all apps are Ready",
-        format!("{ready_seconds:.2}s"),
+        times.all_ready.map_or_else(
+            || "not waited".to_string(),
+            |t| format!("{:.2}s", t.as_secs_f64()),
+        ),
         "-",
     );
     row(
@@ -247,7 +280,7 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
         "-",
     );
     row(
-        "reconciles to all Deployments / all Ready",
+        "reconciles to all Deployments / the end",
         format!(
             "{reconciles:.0} / {:.0}",
             metric("feather_operator_reconciles_total").unwrap_or(0.0)
@@ -256,7 +289,7 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
     );
     for call in ["get", "apply", "status", "event", "delete"] {
         row(
-            &format!("operator requests to all Ready: {call}"),
+            &format!("operator requests to the end: {call}"),
             per_app(call),
             "-",
         );
@@ -281,10 +314,10 @@ fn report(args: &Args, run: &OperatorRun, baselines: Option<(Duration, Duration)
     if !run.writes.is_empty() {
         let total: f64 = run.writes.values().sum();
         println!(
-            "  writes the API server served until all Ready (every client): {total:.0} \
+            "  writes the API server served to the end (every client): {total:.0} \
              ({:.1}/app, {:.0}/s)",
             total / args.apps as f64,
-            total / ready_seconds
+            total / end_seconds
         );
         let mut by_count: Vec<(&String, &f64)> = run.writes.iter().collect();
         by_count.sort_by(|a, b| b.1.total_cmp(a.1));
@@ -437,10 +470,14 @@ enum Seen {
 struct Milestones {
     all_deployments: Duration,
     all_services: Duration,
-    all_ready: Duration,
+    /// None with --skip-ready.
+    all_ready: Option<Duration>,
     applies_done: Duration,
     /// The operator's /metrics when the last Deployment appeared.
     metrics_at_deployments: String,
+    /// When each Deployment and each Service was first seen, in order.
+    deployment_times: Vec<Duration>,
+    service_times: Vec<Duration>,
 }
 
 /// Apply the apps with the operator running and watch until every Deployment and Service
@@ -504,7 +541,11 @@ async fn run_operator(
         (HashSet::new(), HashSet::new(), HashSet::new());
     let (mut all_deployments, mut all_services, mut all_ready) = (None, None, None);
     let mut metrics_at_deployments = String::new();
-    while all_deployments.is_none() || all_services.is_none() || all_ready.is_none() {
+    let (mut deployment_times, mut service_times) = (Vec::new(), Vec::new());
+    while all_deployments.is_none()
+        || all_services.is_none()
+        || (all_ready.is_none() && !args.skip_ready)
+    {
         tokio::select! {
             done = &mut applying, if applies_done.is_none() => {
                 done??;
@@ -519,8 +560,16 @@ async fn run_operator(
                         args.apps, operator.log.display()))?
                     .context("a watch ended")??;
                 match event {
-                    Seen::Deployment(name) => { deployment_names.insert(name); }
-                    Seen::Service(name) => { service_names.insert(name); }
+                    Seen::Deployment(name) => {
+                        if deployment_names.insert(name) {
+                            deployment_times.push(start.elapsed());
+                        }
+                    }
+                    Seen::Service(name) => {
+                        if service_names.insert(name) {
+                            service_times.push(start.elapsed());
+                        }
+                    }
                     Seen::App(name, true) => { ready_names.insert(name); }
                     Seen::App(name, false) => { ready_names.remove(&name); }
                 }
@@ -548,9 +597,11 @@ async fn run_operator(
     Ok(Milestones {
         all_deployments: all_deployments.unwrap_or(elapsed),
         all_services: all_services.unwrap_or(elapsed),
-        all_ready: all_ready.unwrap_or(elapsed),
+        all_ready,
         applies_done,
         metrics_at_deployments,
+        deployment_times,
+        service_times,
     })
 }
 
