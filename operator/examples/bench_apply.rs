@@ -48,7 +48,7 @@ struct Args {
     /// The operator's --concurrency (reconciles in flight); its own default when unset.
     #[arg(long)]
     operator_concurrency: Option<u16>,
-    /// More arguments for the operator (repeatable), e.g. --operator-arg=--debounce-ms=0.
+    /// More arguments for the operator (repeatable), e.g. --operator-arg=--log-format=json.
     #[arg(long, allow_hyphen_values = true)]
     operator_arg: Vec<String>,
     /// Stop once every Deployment and Service exists (do not wait for every app to be
