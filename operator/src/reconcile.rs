@@ -15,7 +15,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, GetParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -270,16 +270,22 @@ where
         return Ok(Some(cached));
     }
     ctx.metrics.api_call(ApiCall::Get);
-    api.get_opt(name)
-        .await
-        .map(|found| found.map(Arc::new))
-        .map_err(|source| Error::Kube {
-            action: "get",
-            kind,
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source: Box::new(source),
-        })
+    // `resourceVersion=0`: the API server answers from its watch cache instead of a quorum
+    // read of etcd, which matters in a burst of new apps (every child is a miss once). The
+    // answer may lag by milliseconds; an object created in that window by someone else is the
+    // only thing it could miss.
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(found) => Ok(Some(Arc::new(found))),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
+        Err(source) => Err(source),
+    }
+    .map_err(|source| Error::Kube {
+        action: "get",
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Refuse to take over an object of the app's name that some other owner controls.
