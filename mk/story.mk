@@ -55,11 +55,13 @@ images: static-bins feather-cli registry-check ## Build static binaries and push
 	  strip -o $(IMAGE_STAGING)/$$b $(STATIC_DIR)/$$b || exit 1; done
 	$(FEATHER) image push $(REGISTRY)/featherweight/feather-operator:$(IMAGE_TAG) \
 	  --file $(IMAGE_STAGING)/feather-operator:/feather-operator \
-	  --entrypoint /feather-operator --user 65532:65532
+	  --entrypoint /feather-operator --user 65532:65532 \
+	  --digest-file $(IMAGE_STAGING)/feather-operator.digest
 	$(FEATHER) image push $(REGISTRY)/featherweight/feather-node-installer:$(IMAGE_TAG) \
 	  --file $(IMAGE_STAGING)/feather-node-installer:/feather-node-installer \
 	  --file $(IMAGE_STAGING)/containerd-shim-feather-v1:/containerd-shim-feather-v1 \
-	  --entrypoint /feather-node-installer
+	  --entrypoint /feather-node-installer \
+	  --digest-file $(IMAGE_STAGING)/feather-node-installer.digest
 
 # ---- examples --------------------------------------------------------------------------------
 # Built from C with wit-bindgen + clang-19 + wasm-tools (scripts/install-guest-tools.sh), pushed

@@ -60,6 +60,10 @@ enum ImageCommand {
         /// Use plain HTTP even for a non-loopback registry.
         #[arg(long)]
         plain_http: bool,
+        /// Also write the pushed manifest's digest (`sha256:...`) to this file, e.g. for a
+        /// chart's `image.digest` value.
+        #[arg(long)]
+        digest_file: Option<PathBuf>,
     },
 }
 
@@ -104,7 +108,7 @@ async fn run(command: Command) -> Result<()> {
             let bytes =
                 std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
             let artifact = artifact::build(&wasm.display().to_string(), bytes)?;
-            let url = registry::push(
+            let pushed = registry::push(
                 &reference,
                 plain_http,
                 ImageLayer::new(
@@ -120,10 +124,12 @@ async fn run(command: Command) -> Result<()> {
             )
             .await?;
             println!(
-                "pushed {} ({:?}, layer {}) to {url}",
+                "pushed {} ({:?}, layer {}) to {} ({})",
                 wasm.display(),
                 artifact.kind,
-                artifact.layer_digest
+                artifact.layer_digest,
+                pushed.manifest_url,
+                pushed.digest
             );
         }
         Command::Image(ImageCommand::Push {
@@ -132,18 +138,27 @@ async fn run(command: Command) -> Result<()> {
             entrypoint,
             user,
             plain_http,
+            digest_file,
         }) => {
             let reference = registry::parse_reference(&reference)?;
             let built = image::build(&files, &entrypoint, user.as_deref())?;
             let size = built.layer_tar.len();
-            let url = registry::push(
+            let pushed = registry::push(
                 &reference,
                 plain_http,
                 ImageLayer::new(built.layer_tar, IMAGE_LAYER_MEDIA_TYPE.to_string(), None),
                 Config::new(built.config_json, IMAGE_CONFIG_MEDIA_TYPE.to_string(), None),
             )
             .await?;
-            println!("pushed image ({size} byte layer) to {url}");
+            if let Some(path) = digest_file {
+                std::fs::write(&path, format!("{}\n", pushed.digest)).with_context(|| {
+                    format!("writing the digest of {reference} to {}", path.display())
+                })?;
+            }
+            println!(
+                "pushed image ({size} byte layer) to {} ({})",
+                pushed.manifest_url, pushed.digest
+            );
         }
     }
     Ok(())

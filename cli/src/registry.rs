@@ -34,19 +34,35 @@ pub fn client_for(reference: &Reference, plain_http: bool) -> Client {
     })
 }
 
-/// Pushes one layer and its config; returns the manifest URL.
+/// Where a push went: the manifest URL, and the manifest's digest as the registry reports it
+/// (what `repository@digest` pins).
+#[derive(Debug)]
+pub struct Pushed {
+    pub manifest_url: String,
+    pub digest: String,
+}
+
+/// Pushes one layer and its config, then asks the registry for the manifest's digest.
 pub async fn push(
     reference: &Reference,
     plain_http: bool,
     layer: ImageLayer,
     config: Config,
-) -> Result<String> {
+) -> Result<Pushed> {
     let client = client_for(reference, plain_http);
     let response = client
         .push(reference, &[layer], config, &RegistryAuth::Anonymous, None)
         .await
         .with_context(|| format!("pushing {reference}"))?;
-    Ok(response.manifest_url)
+    // The registry's answer, not a digest computed here: it is what a pull by digest resolves.
+    let digest = client
+        .fetch_manifest_digest(reference, &RegistryAuth::Anonymous)
+        .await
+        .with_context(|| format!("reading the digest of {reference} after the push"))?;
+    Ok(Pushed {
+        manifest_url: response.manifest_url,
+        digest,
+    })
 }
 
 #[cfg(test)]

@@ -90,12 +90,16 @@ fn feather(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn pull(reference: &str) -> (oci_client::manifest::OciImageManifest, Vec<u8>, Vec<u8>) {
-    let reference: Reference = reference.parse().expect("reference");
-    let client = Client::new(ClientConfig {
+fn plain_http_client() -> Client {
+    Client::new(ClientConfig {
         protocol: ClientProtocol::Http,
         ..Default::default()
-    });
+    })
+}
+
+async fn pull(reference: &str) -> (oci_client::manifest::OciImageManifest, Vec<u8>, Vec<u8>) {
+    let reference: Reference = reference.parse().expect("reference");
+    let client = plain_http_client();
     let (manifest, _digest) = client
         .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
         .await
@@ -111,6 +115,17 @@ async fn pull(reference: &str) -> (oci_client::manifest::OciImageManifest, Vec<u
         .await
         .expect("layer blob");
     (manifest, config, layer)
+}
+
+/// The digest the registry reports for `reference`'s manifest, from a pull.
+async fn pull_digest(reference: &str) -> String {
+    let reference: Reference = reference.parse().expect("reference");
+    let client = plain_http_client();
+    let (_manifest, digest) = client
+        .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .expect("manifest");
+    digest
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -160,7 +175,8 @@ async fn pushed_image_has_the_binary_and_entrypoint() {
     let bin = dir.path().join("tool");
     std::fs::write(&bin, b"#!/static/binary").expect("write");
     let reference = format!("{}/featherweight/tool:0.1.0", registry.addr);
-    feather(&[
+    let digest_file = dir.path().join("tool.digest");
+    let printed = feather(&[
         "image",
         "push",
         &reference,
@@ -170,9 +186,20 @@ async fn pushed_image_has_the_binary_and_entrypoint() {
         "/tool",
         "--user",
         "65532:65532",
+        "--digest-file",
+        digest_file.to_str().expect("utf8 path"),
     ]);
 
+    // The digest written is the one the registry serves the tag's manifest under, and a pull
+    // by that digest finds the same image.
+    let digest = std::fs::read_to_string(&digest_file).expect("digest file");
+    let digest = digest.trim_end();
+    assert_eq!(pull_digest(&reference).await, digest);
+    assert!(printed.contains(digest), "{printed}");
+    let (by_digest, _, _) = pull(&format!("{}/featherweight/tool@{digest}", registry.addr)).await;
+
     let (manifest, config, layer) = pull(&reference).await;
+    assert_eq!(by_digest.layers[0].digest, manifest.layers[0].digest);
     assert_eq!(
         manifest.config.media_type,
         "application/vnd.oci.image.config.v1+json"

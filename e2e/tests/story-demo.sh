@@ -44,12 +44,23 @@ hello answers through its Service:
   $(curl -s --max-time 5 "http://$ip/")
 
 Try next (eval "\$(e2e/cluster env)" first, for KUBECONFIG and PATH):
-  kubectl get wasmapps                                   # READY, replicas, URL
-  kubectl logs -l "$(app_selector hello)"            # the guest's own output, per request
-  kubectl scale wasmapp hello --replicas=5
-  kubectl patch wasmapp hello --type merge -p '{"spec":{"image":"$EXAMPLES_REGISTRY/hello:v2"}}'
-  curl http://$ip/trap                                  # a guest trap: 500, the pod keeps serving
-  kubectl apply -f examples/job/job.yaml                 # a wasi:cli program as a Job
-  make e2e-story                                         # the whole story, checked
-  e2e/cluster down                                       # stop everything
 EOT
+# Commands and what they show, the comments aligned after the longest command (a command
+# longer than 56 characters just gets its comment after it).
+next_steps=(
+  "kubectl get wasmapps" "READY, replicas, URL"
+  "kubectl logs -l \"$(app_selector hello)\"" "the guest's own output, per request"
+  "kubectl scale wasmapp hello --replicas=5" "five instances"
+  "kubectl patch wasmapp hello --type merge -p '{\"spec\":{\"image\":\"$EXAMPLES_REGISTRY/hello:v2\"}}'" "a rolling update to v2"
+  "curl http://$ip/trap" "a guest trap: 500, the pod keeps serving"
+  "kubectl apply -f examples/job/job.yaml" "a wasi:cli program as a Job"
+  "make e2e-story" "the whole story, checked"
+  "e2e/cluster down" "stop everything"
+)
+width=0
+for ((k = 0; k < ${#next_steps[@]}; k += 2)); do
+  if ((${#next_steps[k]} > width && ${#next_steps[k]} <= 56)); then width=${#next_steps[k]}; fi
+done
+for ((k = 0; k < ${#next_steps[@]}; k += 2)); do
+  printf '  %-*s  # %s\n' "$width" "${next_steps[k]}" "${next_steps[k + 1]}"
+done

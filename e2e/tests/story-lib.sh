@@ -27,6 +27,18 @@ HELM_VALUES=(
   --set nodeInstaller.image.pullPolicy=Always
 )
 
+# The digests `make images` pushed last, as chart values: pinned by digest, a rebuilt image
+# changes the pod templates, so `helm upgrade` rolls the operator and the installer onto it
+# (with only the reused tag, helm sees no change and the old pods keep running).
+image_digest_values() {
+  local image file
+  for image in operator:feather-operator nodeInstaller:feather-node-installer; do
+    file=$FEATHER_CACHE/image-staging/${image#*:}.digest
+    [[ -s $file ]] && printf '%s\n' --set "${image%%:*}.image.digest=$(<"$file")"
+  done
+  return 0
+}
+
 helm_cmd() { KUBECONFIG=$ADMIN_KUBECONFIG "$HELM" "$@"; }
 
 chart_dry_run() {
@@ -35,13 +47,11 @@ chart_dry_run() {
     kc apply --dry-run=server -f - >/tmp/story-dry-run.out 2>&1 || { cat /tmp/story-dry-run.out; return 1; }
 }
 
-helm_install() { # [--restart]: also restart the pods, so they run the images pushed last
+helm_install() { # the images `make images` pushed last, by digest; waits until they run
+  local digests
+  mapfile -t digests < <(image_digest_values)
   helm_cmd upgrade --install "$RELEASE" "$CHART_DIR" -n "$CHART_NS" --create-namespace \
-    --wait --timeout 5m "${HELM_VALUES[@]}" || return 1
-  [[ ${1:-} == --restart ]] || return 0
-  kc -n "$CHART_NS" rollout restart deployment "$RELEASE-operator" daemonset "$RELEASE-node-installer" >/dev/null
-  kc -n "$CHART_NS" rollout status deployment "$RELEASE-operator" --timeout=180s &&
-    kc -n "$CHART_NS" rollout status daemonset "$RELEASE-node-installer" --timeout=180s
+    --wait --timeout 5m "${HELM_VALUES[@]}" "${digests[@]}"
 }
 
 installer_registered_handler() {

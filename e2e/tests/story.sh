@@ -58,7 +58,7 @@ check "make examples (hello v1, v2 and the job pushed as wasm OCI artifacts)" \
 
 # ---- helm ----------------------------------------------------------------------------------
 check "server-side dry run of the rendered chart (CRDs included) is accepted" chart_dry_run
-check "helm install: operator Available, node installer Ready on the wasm node" helm_install --restart ||
+check "helm install: operator Available, node installer Ready on the wasm node" helm_install ||
   skip_rest "the chart did not install"
 check "runtime handler feather is registered in containerd's config" installer_registered_handler
 

@@ -43,10 +43,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* repository:tag, or repository@digest when a digest is given (it pins the exact image) */}}
+{{- define "featherweight.image" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "featherweight.operator.image" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
+{{- include "featherweight.image" (dict "image" .Values.operator.image "appVersion" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "featherweight.installer.image" -}}
-{{- printf "%s:%s" .Values.nodeInstaller.image.repository (default .Chart.AppVersion .Values.nodeInstaller.image.tag) }}
+{{- include "featherweight.image" (dict "image" .Values.nodeInstaller.image "appVersion" .Chart.AppVersion) }}
 {{- end }}

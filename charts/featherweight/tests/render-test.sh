@@ -67,6 +67,12 @@ out=$(render --set nodeInstaller.enabled=false --set runtimeClass.create=false)
 grep -q "kind: DaemonSet" <<<"$out" && fail "nodeInstaller.enabled=false still renders the DaemonSet"
 grep -q "kind: RuntimeClass" <<<"$out" && fail "runtimeClass.create=false still renders it"
 pass "installer and RuntimeClass can be turned off"
+d1=sha256:1111111111111111111111111111111111111111111111111111111111111111
+d2=sha256:2222222222222222222222222222222222222222222222222222222222222222
+out=$(render --set operator.image.tag=9.9.9 --set "operator.image.digest=$d1" --set "nodeInstaller.image.digest=$d2")
+grep -q "image: \"127.0.0.1:5000/featherweight/feather-operator@$d1\"" <<<"$out" || fail "operator image by digest"
+grep -q "image: \"127.0.0.1:5000/featherweight/feather-node-installer@$d2\"" <<<"$out" || fail "installer image by digest"
+pass "an image digest pins repository@digest (the tag is then ignored)"
 out=$(render --set nodeInstaller.setRuntimePath=false)
 grep -q -- "--host-shim-dir" <<<"$out" && fail "setRuntimePath=false still passes --host-shim-dir"
 pass "setRuntimePath=false leaves runtime_path out"
