@@ -423,11 +423,31 @@ fn app_name(index: usize) -> String {
     format!("app-{index:04}")
 }
 
-/// Server-side apply `objects` with `args.concurrency` in flight; returns the time taken.
+/// Server-side apply `objects` with `concurrency` in flight; returns the time taken.
 async fn apply_all<K>(
     api: Api<K>,
     objects: Vec<(String, serde_json::Value)>,
     concurrency: usize,
+) -> anyhow::Result<Duration>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + 'static,
+{
+    apply_each(api, objects, concurrency, Subresource::None).await
+}
+
+/// Which part of an object an apply writes.
+#[derive(Clone, Copy)]
+enum Subresource {
+    None,
+    Status,
+}
+
+/// [`apply_all`], to `subresource` of each object.
+async fn apply_each<K>(
+    api: Api<K>,
+    objects: Vec<(String, serde_json::Value)>,
+    concurrency: usize,
+    subresource: Subresource,
 ) -> anyhow::Result<Duration>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + 'static,
@@ -439,9 +459,12 @@ where
             let api = api.clone();
             let params = params.clone();
             async move {
-                api.patch(&name, &params, &Patch::Apply(&manifest))
-                    .await
-                    .with_context(|| format!("applying {name}"))
+                let patch = Patch::Apply(&manifest);
+                match subresource {
+                    Subresource::None => api.patch(&name, &params, &patch).await,
+                    Subresource::Status => api.patch_status(&name, &params, &patch).await,
+                }
+                .with_context(|| format!("applying {name}"))
             }
         })
         .buffer_unordered(concurrency)
@@ -507,32 +530,8 @@ async fn apply_raw_output(
     Ok(RawOutput {
         deployments: apply_all(deployments_api, deployments, args.concurrency).await?,
         services: apply_all(services_api, services, args.concurrency).await?,
-        statuses: apply_statuses(apps_api, statuses, args.concurrency).await?,
+        statuses: apply_each(apps_api, statuses, args.concurrency, Subresource::Status).await?,
     })
-}
-
-/// Server-side apply each status to its app's `/status` with `concurrency` in flight.
-async fn apply_statuses(
-    api: Api<feather_operator::WasmApp>,
-    statuses: Vec<(String, serde_json::Value)>,
-    concurrency: usize,
-) -> anyhow::Result<Duration> {
-    let params = PatchParams::apply("feather-bench").force();
-    let start = Instant::now();
-    futures::stream::iter(statuses)
-        .map(|(name, status)| {
-            let api = api.clone();
-            let params = params.clone();
-            async move {
-                api.patch_status(&name, &params, &Patch::Apply(&status))
-                    .await
-                    .with_context(|| format!("applying the status of {name}"))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(start.elapsed())
 }
 
 /// What one of the benchmark's watches saw.
