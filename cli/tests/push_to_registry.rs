@@ -97,10 +97,19 @@ fn plain_http_client() -> Client {
     })
 }
 
-async fn pull(reference: &str) -> (oci_client::manifest::OciImageManifest, Vec<u8>, Vec<u8>) {
+/// What a pull of `reference` found.
+struct Pulled {
+    manifest: oci_client::manifest::OciImageManifest,
+    /// The manifest's digest as the registry reports it.
+    digest: String,
+    config: Vec<u8>,
+    layer: Vec<u8>,
+}
+
+async fn pull(reference: &str) -> Pulled {
     let reference: Reference = reference.parse().expect("reference");
     let client = plain_http_client();
-    let (manifest, _digest) = client
+    let (manifest, digest) = client
         .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
         .await
         .expect("manifest");
@@ -114,18 +123,12 @@ async fn pull(reference: &str) -> (oci_client::manifest::OciImageManifest, Vec<u
         .pull_blob(&reference, &manifest.layers[0], &mut layer)
         .await
         .expect("layer blob");
-    (manifest, config, layer)
-}
-
-/// The digest the registry reports for `reference`'s manifest, from a pull.
-async fn pull_digest(reference: &str) -> String {
-    let reference: Reference = reference.parse().expect("reference");
-    let client = plain_http_client();
-    let (_manifest, digest) = client
-        .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
-        .await
-        .expect("manifest");
-    digest
+    Pulled {
+        manifest,
+        digest,
+        config,
+        layer,
+    }
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -148,7 +151,12 @@ async fn pushed_wasm_component_comes_back_as_a_wasm_artifact() {
     let printed = feather(&["push", wasm.to_str().expect("utf8 path"), &reference]);
     assert!(printed.contains("Component"), "{printed}");
 
-    let (manifest, config, layer) = pull(&reference).await;
+    let Pulled {
+        manifest,
+        config,
+        layer,
+        ..
+    } = pull(&reference).await;
     assert_eq!(
         manifest.config.media_type,
         "application/vnd.wasm.config.v0+json"
@@ -194,12 +202,19 @@ async fn pushed_image_has_the_binary_and_entrypoint() {
     // by that digest finds the same image.
     let digest = std::fs::read_to_string(&digest_file).expect("digest file");
     let digest = digest.trim_end();
-    assert_eq!(pull_digest(&reference).await, digest);
+    let Pulled {
+        manifest,
+        digest: served_digest,
+        config,
+        layer,
+    } = pull(&reference).await;
+    assert_eq!(served_digest, digest);
     assert!(printed.contains(digest), "{printed}");
-    let (by_digest, _, _) = pull(&format!("{}/featherweight/tool@{digest}", registry.addr)).await;
-
-    let (manifest, config, layer) = pull(&reference).await;
-    assert_eq!(by_digest.layers[0].digest, manifest.layers[0].digest);
+    let by_digest = pull(&format!("{}/featherweight/tool@{digest}", registry.addr)).await;
+    assert_eq!(
+        by_digest.manifest.layers[0].digest,
+        manifest.layers[0].digest
+    );
     assert_eq!(
         manifest.config.media_type,
         "application/vnd.oci.image.config.v1+json"

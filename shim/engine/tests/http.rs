@@ -40,6 +40,16 @@ async fn serve(name: &str, opts: RunOptions) -> Running {
     Running { addr, stop, task }
 }
 
+/// [`serve`] with default options, counting into the returned [`Stats`].
+async fn serve_counted(name: &str) -> (Running, Stats) {
+    let stats = Stats::new();
+    let opts = RunOptions {
+        stats: stats.clone(),
+        ..RunOptions::default()
+    };
+    (serve(name, opts).await, stats)
+}
+
 struct Reply {
     status: u16,
     headers: http::HeaderMap,
@@ -100,15 +110,7 @@ async fn shut_down(server: Running) {
 
 #[tokio::test]
 async fn hello_component_answers_and_each_request_gets_a_fresh_instance() {
-    let stats = Stats::new();
-    let server = serve(
-        "hello",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("hello").await;
     for _ in 0..3 {
         let reply = request(server.addr, "GET", "/", &[], "").await;
         assert_eq!(reply.status, 200);
@@ -150,15 +152,7 @@ async fn echo_sees_method_path_headers_and_body() {
 
 #[tokio::test]
 async fn a_trap_is_a_500_and_the_server_keeps_serving() {
-    let stats = Stats::new();
-    let server = serve(
-        "http_routes",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("http_routes").await;
     let reply = request(server.addr, "GET", "/trap", &[], "").await;
     assert_eq!(reply.status, 500);
     let reply = request(server.addr, "GET", "/", &[], "").await;
@@ -170,15 +164,7 @@ async fn a_trap_is_a_500_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_trap_after_the_response_headers_breaks_the_body_and_counts_once() {
-    let stats = Stats::new();
-    let server = serve(
-        "http_routes",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("http_routes").await;
     // The status line is out before the guest traps. Known gap, not asserted here: the
     // chunked body then ends cleanly ("partial"), because wasmtime-wasi-http 48 turns a
     // body whose finish sender was dropped (store torn down after the trap) into a normal
@@ -198,15 +184,7 @@ async fn a_trap_after_the_response_headers_breaks_the_body_and_counts_once() {
 
 #[tokio::test]
 async fn an_error_code_answer_is_a_500_counted_once_even_if_the_guest_then_traps() {
-    let stats = Stats::new();
-    let server = serve(
-        "http_routes",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("http_routes").await;
     let reply = request(server.addr, "GET", "/error-code", &[], "").await;
     assert_eq!(reply.status, 500);
     shut_down(server).await;
@@ -361,15 +339,7 @@ async fn outbound_http_reaches_only_allowlisted_hosts() {
 
 #[tokio::test]
 async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
-    let stats = Stats::new();
-    let server = serve(
-        "http_routes",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("http_routes").await;
     let addr = server.addr;
     let slow = tokio::spawn(async move { request(addr, "GET", "/slow?ms=500", &[], "").await });
     while stats.snapshot().instances_live == 0 {
@@ -392,15 +362,7 @@ async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
 
 #[tokio::test]
 async fn drain_cancels_what_outlives_the_grace() {
-    let stats = Stats::new();
-    let server = serve(
-        "http_routes",
-        RunOptions {
-            stats: stats.clone(),
-            ..RunOptions::default()
-        },
-    )
-    .await;
+    let (server, stats) = serve_counted("http_routes").await;
     let addr = server.addr;
     let slow =
         tokio::spawn(async move { try_request(addr, "GET", "/slow?ms=60000", &[], "").await });
