@@ -51,7 +51,11 @@ helm_install() { # the images `make images` pushed last, by digest; waits until 
   local digests
   mapfile -t digests < <(image_digest_values)
   helm_cmd upgrade --install "$RELEASE" "$CHART_DIR" -n "$CHART_NS" --create-namespace \
-    --wait --timeout 5m "${HELM_VALUES[@]}" "${digests[@]}"
+    --wait --timeout 5m "${HELM_VALUES[@]}" "${digests[@]}" || return 1
+  # helm's --wait counts a DaemonSet as ready while up to maxUnavailable (1) of its pods are
+  # not, which on a one-node cluster is all of them: wait for the rollouts themselves.
+  kc -n "$CHART_NS" rollout status deployment "$RELEASE-operator" --timeout=180s >/dev/null &&
+    kc -n "$CHART_NS" rollout status daemonset "$RELEASE-node-installer" --timeout=180s >/dev/null
 }
 
 installer_registered_handler() {
